@@ -1,0 +1,22 @@
+"""tinygrad_nb: a small, readable tensor/autograd library with notebook-native tooling.
+
+    import tinygrad_nb as tg
+    x = tg.randn(3, 4, requires_grad=True)
+    (x * x).sum().backward()
+    x.grad  # 2 * x
+"""
+from . import autograd, device, dispatch, ops, random
+from .autograd import Function, GradcheckError, ShapeError, enable_grad, grad, gradcheck, is_grad_enabled, no_grad
+from .autograd import set_grad_enabled
+from .device import Device, DeviceError, devices, get_default_device, is_cuda_available, set_default_device
+from .dtype import (bfloat16, bool_, double, float16, float32, float64, get_default_dtype, half, int8, int16, int32,
+                    int64, long, set_default_dtype, short, uint8)
+from .random import fork_rng, get_rng_state, manual_seed, set_rng_state
+from .tensor import (RemovableHandle, Tensor, arange, cat, empty, eye, from_dlpack, from_numpy, full, full_like,
+                     is_tensor, linspace, maximum, minimum, ones, ones_like, rand, rand_like, randint, randn,
+                     randn_like, randperm, stack, tensor, where, zeros, zeros_like)
+
+__version__ = "0.1.0"
+bool = bool_  # noqa: A001 - PyTorch spells the dtype tinygrad_nb.bool
+float = float32  # noqa: A001
+int = int32  # noqa: A001

@@ -1,0 +1,438 @@
+"""Autograd: the ``Function`` base class, graph recording, the iterative backward pass, ``no_grad``, ``gradcheck``.
+
+Every op is a ``Function`` with two static methods working on raw arrays of the device's array module::
+
+    class Mul(Function):
+        @staticmethod
+        def forward(ctx, a, b):          # arrays in, array out; ctx.xp is numpy or cupy
+            ctx.save_for_backward(a, b)
+            return a * b
+        @staticmethod
+        def backward(ctx, grad):         # d(loss)/d(out) in, one gradient per forward argument out
+            a, b = ctx.saved_tensors
+            return grad * b, grad * a
+
+``Mul.apply(x, y)`` unwraps the tensors, runs ``forward`` eagerly, wraps the result and, when some input requires a
+gradient and grad mode is on, records a graph node (a :class:`Context`). User-defined ops use exactly the same
+mechanism. ``Tensor.backward`` walks the recorded nodes in reverse topological order with an explicit stack, so graphs
+of any depth work.
+"""
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from . import dispatch
+from .dispatch import OpEvent
+
+if TYPE_CHECKING:
+    from .tensor import Tensor
+
+_Tensor: Any = None  # tensor.py installs the Tensor class here (the two modules need each other)
+_grad_enabled = True
+_FREED = object()  # marks a node whose saved arrays were released by a backward without retain_graph
+
+
+class ShapeError(ValueError):
+    """Operands whose shapes do not fit an op; the message names the op and the shapes."""
+
+
+class Context:
+    """A graph node: what ``forward`` saved, the inputs it came from, and which of them need gradients.
+
+    ``forward`` may also store any plain value on it (``ctx.dim = dim``).
+    """
+
+    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "saved_versions", "device", "xp", "__dict__")
+
+    def __init__(self, fn: type[Function], device: Any):
+        self.fn = fn
+        self.device = device
+        self.xp = device.xp
+        self.saved: Any = ()
+        self.saved_versions: list[tuple[Any, int]] | None = None
+        self.parents: tuple[Any, ...] = ()
+        self.needs_input_grad: tuple[bool, ...] = ()
+
+    def save_for_backward(self, *arrays: Any) -> None:
+        """Keep arrays for ``backward``; modifying their tensors in place afterwards is detected at backward time."""
+        self.saved = arrays
+
+    @property
+    def saved_tensors(self) -> tuple[Any, ...]:
+        if self.saved is _FREED:
+            raise RuntimeError(_SECOND_BACKWARD.format(op=self.fn.__name__))
+        return self.saved
+
+
+_SECOND_BACKWARD = ("{op}: trying to backward through the graph a second time (its saved values were freed by the "
+                    "first backward). Call backward(retain_graph=True) the first time if you need to go twice.")
+
+
+class Function:
+    """Base class of every differentiable op, built-in or user-defined. See the module docstring."""
+
+    returns_view: ClassVar[bool] = False  # output may share memory with input 0: they share a version counter
+    differentiable: ClassVar[bool] = True
+
+    @staticmethod
+    def forward(ctx: Context, *args: Any, **kwargs: Any) -> Any:
+        raise NotImplementedError
+
+    @staticmethod
+    def backward(ctx: Context, grad: Any) -> Any:
+        raise NotImplementedError
+
+    @classmethod
+    def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
+        Tensor = _Tensor
+        device = None
+        arrays = []
+        needs_grad = False
+        for a in args:
+            if isinstance(a, Tensor):
+                if device is None:
+                    device = a.device
+                elif a.device is not device:
+                    raise _device_mismatch(cls, args)
+                needs_grad = needs_grad or a.requires_grad
+                arrays.append(a.data)
+            else:
+                arrays.append(a)
+        if device is None:
+            raise TypeError(f"{cls.__name__}: expected at least one Tensor argument")
+        impl = dispatch.overrides.get((cls, device.type), cls) if dispatch.overrides else cls
+        ctx = Context(impl, device)
+        event = None
+        if dispatch.observers:
+            event = OpEvent("forward", cls.__name__, device, args, ctx=ctx)
+            for obs in dispatch.observers:
+                obs.op_begin(event)
+        try:
+            out = impl.forward(ctx, *arrays, **kwargs)
+        except (ValueError, IndexError, TypeError) as e:
+            raise _explain(cls, args, e) from e
+        result = Tensor._wrap(out, device)
+        if needs_grad and _grad_enabled and cls.differentiable:
+            ctx.parents = args
+            ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+            result.requires_grad = True
+            result._ctx = ctx
+            if cls.returns_view:
+                result._version = args[0]._version
+            if ctx.saved:
+                ctx.saved_versions = _versions_of(ctx.saved, args, result)
+        if event is not None:
+            event.output = result
+            for obs in dispatch.observers:
+                obs.op_end(event)
+        return result
+
+
+def _versions_of(saved: Sequence[Any], args: Sequence[Any], result: Any) -> list[tuple[Any, int]]:
+    """For each saved array that is a tensor's buffer, remember (tensor, its version now)."""
+    Tensor = _Tensor
+    found = []
+    for s in saved:
+        if s is result.data:
+            found.append((result, result._version[0]))
+            continue
+        for a in args:
+            if isinstance(a, Tensor) and a.data is s:
+                found.append((a, a._version[0]))
+                break
+    return found
+
+
+def _device_mismatch(cls: type, args: Sequence[Any]) -> Exception:
+    from .device import DeviceError  # noqa: PLC0415
+
+    where = ", ".join(f"argument {i} ({'x'.join(map(str, a.shape)) or 'scalar'}) on {a.device}"
+                      for i, a in enumerate(args) if isinstance(a, _Tensor))
+    return DeviceError(f"{cls.__name__.lower()}: expected all tensors on one device, got {where}. "
+                       f"Move them with .to(device) first.")
+
+
+def _explain(cls: type, args: Sequence[Any], error: Exception) -> Exception:
+    """Turn an array-library error into one that names the op and the input shapes."""
+    if isinstance(error, ShapeError):
+        return error
+    shapes = " and ".join(str(tuple(a.shape)) for a in args if isinstance(a, _Tensor))
+    message = str(error)
+    if "broadcast" in message:
+        return ShapeError(f"{cls.__name__.lower()}: shapes {shapes} cannot be broadcast together "
+                          "(each dimension, aligned from the right, must match or be 1)")
+    return type(error)(f"{cls.__name__.lower()} on shapes {shapes}: {message}")
+
+
+# -- grad mode ----------------------------------------------------------------------------------------------
+class _GradMode:
+    """Context manager and decorator that sets grad mode for a block (``no_grad``, ``enable_grad``)."""
+
+    enabled: bool
+
+    def __enter__(self) -> None:
+        global _grad_enabled
+        self._previous = _grad_enabled
+        _grad_enabled = self.enabled
+
+    def __exit__(self, *exc: object) -> None:
+        global _grad_enabled
+        _grad_enabled = self._previous
+
+    def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
+        mode = type(self)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with mode():
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+
+class no_grad(_GradMode):  # noqa: N801 - PyTorch name
+    """Inside this block (or decorated function) ops record no graph: for evaluation and parameter updates."""
+
+    enabled = False
+
+
+class enable_grad(_GradMode):  # noqa: N801 - PyTorch name
+    """Turn graph recording back on inside a ``no_grad`` block."""
+
+    enabled = True
+
+
+class set_grad_enabled(_GradMode):  # noqa: N801 - PyTorch name
+    def __init__(self, mode: bool):
+        self.enabled = bool(mode)
+        global _grad_enabled
+        self._previous = _grad_enabled  # usable as a plain call too, like PyTorch
+        _grad_enabled = self.enabled
+
+
+def is_grad_enabled() -> bool:
+    return _grad_enabled
+
+
+# -- backward -----------------------------------------------------------------------------------------------
+def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
+    """Every tensor that requires grad and leads to ``roots``, each after all tensors computed from it.
+
+    Depth-first search with an explicit stack (no recursion), so a 100,000-op chain is fine.
+    """
+    Tensor = _Tensor
+    order: list[Tensor] = []
+    visited: set[int] = set()
+    stack: list[tuple[Tensor, bool]] = [(r, False) for r in roots]
+    while stack:
+        t, children_done = stack.pop()
+        if children_done:
+            order.append(t)
+            continue
+        if id(t) in visited:
+            continue
+        visited.add(id(t))
+        stack.append((t, True))
+        ctx = t._ctx
+        if ctx is not None:
+            for p in ctx.parents:
+                if isinstance(p, Tensor) and p.requires_grad and id(p) not in visited:
+                    stack.append((p, False))
+    order.reverse()  # roots first, leaves last
+    return order
+
+
+def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_graph: bool = False,
+                 capture: Sequence[Tensor] | None = None) -> dict[int, Any]:
+    """The backward engine. Accumulates into leaves' ``.grad`` unless ``capture`` is given, in which case the
+    gradients of those tensors are returned by ``id`` and no ``.grad`` is touched (``autograd.grad``)."""
+    Tensor = _Tensor
+    grads: dict[int, Any] = {}
+    for r, g in zip(roots, root_grads):
+        grads[id(r)] = g if id(r) not in grads else grads[id(r)] + g
+    captured: dict[int, Any] = {}
+    capture_ids = {id(t) for t in capture} if capture is not None else None
+    stored: set[int] = set()  # arrays (by base) already handed to some .grad: a second owner gets a copy
+    for t in _topological_order(roots):
+        g = grads.pop(id(t), None)
+        if g is None:
+            continue
+        if t._hooks:
+            for hook in list(t._hooks.values()):
+                replaced = hook(Tensor._wrap(g, t.device))
+                if replaced is not None:
+                    g = replaced.data if isinstance(replaced, Tensor) else replaced
+        ctx = t._ctx
+        if capture_ids is not None:
+            if id(t) in capture_ids:
+                captured[id(t)] = g
+        elif ctx is None or t._retains_grad:
+            _accumulate(t, g, stored)
+        if ctx is None:
+            continue
+        if ctx.saved is _FREED:
+            raise RuntimeError(_SECOND_BACKWARD.format(op=ctx.fn.__name__))
+        if ctx.saved_versions:
+            _check_versions(ctx)
+        event = None
+        if dispatch.observers:
+            event = OpEvent("backward", ctx.fn.__name__, ctx.device, (g,), ctx=ctx)
+            for obs in dispatch.observers:
+                obs.op_begin(event)
+        in_grads = ctx.fn.backward(ctx, g)
+        if not isinstance(in_grads, tuple):
+            in_grads = (in_grads,)
+        if len(in_grads) != len(ctx.parents):
+            raise RuntimeError(f"{ctx.fn.__name__}.backward returned {len(in_grads)} gradient(s) but forward took "
+                               f"{len(ctx.parents)} input(s); return one per input (None for non-tensors)")
+        if event is not None:
+            event.output = in_grads
+            for obs in dispatch.observers:
+                obs.op_end(event)
+        for i, (parent, pg, need) in enumerate(zip(ctx.parents, in_grads, ctx.needs_input_grad)):
+            if not need or pg is None:
+                continue
+            if pg.shape != parent.data.shape:
+                raise RuntimeError(f"{ctx.fn.__name__}.backward returned a gradient of shape {tuple(pg.shape)} for "
+                                   f"input {i}, which has shape {tuple(parent.data.shape)}")
+            if pg.dtype != parent.data.dtype:
+                pg = pg.astype(parent.data.dtype)
+            key = id(parent)
+            grads[key] = grads[key] + pg if key in grads else pg
+        if not retain_graph:
+            ctx.saved = _FREED
+            ctx.saved_versions = None
+    return captured
+
+
+def _accumulate(t: Tensor, g: Any, stored: set[int]) -> None:
+    owner = id(g.base) if g.base is not None else id(g)
+    if owner in stored:
+        g = g.copy()
+    else:
+        stored.add(owner)
+    if t.grad is None:
+        t.grad = _Tensor._wrap(g, t.device)
+    else:
+        t.grad.data = t.grad.data + g  # out of place: an earlier .grad array may be shared with the user
+
+
+def _check_versions(ctx: Context) -> None:
+    for tensor, version in ctx.saved_versions or ():
+        if tensor._version[0] != version:
+            raise RuntimeError(
+                f"{ctx.fn.__name__}: a tensor of shape {tuple(tensor.shape)} that this op saved for backward was "
+                f"modified by an in-place operation (its version is {tensor._version[0]}, expected {version}). "
+                f"Use the out-of-place form (x = x + 1 instead of x += 1) or .clone() it before modifying.")
+
+
+def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],
+         grad_outputs: Any | Sequence[Any] | None = None, retain_graph: bool = False,
+         create_graph: bool = False, allow_unused: bool = False) -> tuple[Tensor | None, ...]:
+    """Gradients of ``outputs`` with respect to ``inputs``, returned instead of accumulated into ``.grad``."""
+    if create_graph:
+        raise NotImplementedError("autograd.grad(create_graph=True): higher-order gradients are not supported; "
+                                  "backward functions work on raw arrays")
+    Tensor = _Tensor
+    outputs = [outputs] if isinstance(outputs, Tensor) else list(outputs)
+    inputs = [inputs] if isinstance(inputs, Tensor) else list(inputs)
+    if grad_outputs is None:
+        grad_outputs = [None] * len(outputs)
+    elif isinstance(grad_outputs, Tensor):
+        grad_outputs = [grad_outputs]
+    root_grads = [_root_grad(o, g) for o, g in zip(outputs, grad_outputs)]
+    for i, t in enumerate(inputs):
+        if not t.requires_grad:
+            raise RuntimeError(f"autograd.grad: input {i} (shape {tuple(t.shape)}) does not require grad")
+    captured = run_backward(outputs, root_grads, retain_graph=retain_graph, capture=inputs)
+    result: list[Tensor | None] = []
+    for i, t in enumerate(inputs):
+        if id(t) not in captured:
+            if not allow_unused:
+                raise RuntimeError(f"autograd.grad: input {i} (shape {tuple(t.shape)}) was not used to compute the "
+                                   "outputs; pass allow_unused=True to get None for it")
+            result.append(None)
+        else:
+            result.append(Tensor._wrap(captured[id(t)], t.device))
+    return tuple(result)
+
+
+def _root_grad(output: Tensor, grad: Any) -> Any:
+    if not output.requires_grad:
+        raise RuntimeError(f"backward: tensor of shape {tuple(output.shape)} does not require grad and has no "
+                           "grad_fn (did you compute it under no_grad, or forget requires_grad=True?)")
+    if grad is None:
+        if output.data.size != 1:
+            raise RuntimeError(f"backward: grad can be implicitly created only for scalar outputs, but the output "
+                               f"has shape {tuple(output.shape)}; pass grad= (a tensor of that shape)")
+        return output.device.xp.ones_like(output.data)
+    g = grad.data if isinstance(grad, _Tensor) else output.device.xp.asarray(grad, dtype=output.data.dtype)
+    if g.shape != output.data.shape:
+        raise RuntimeError(f"backward: grad has shape {tuple(g.shape)} but the output has shape "
+                           f"{tuple(output.shape)}")
+    return g
+
+
+# -- gradcheck ----------------------------------------------------------------------------------------------
+class GradcheckError(AssertionError):
+    """Analytic and numerical gradients disagree."""
+
+
+def gradcheck(fn: Callable[..., Tensor], inputs: Sequence[Any], eps: float = 1e-6, atol: float = 1e-5,
+              rtol: float = 1e-3, seed: int = 0) -> bool:
+    """Check ``fn``'s backward against central finite differences in float64.
+
+    Each floating input tensor is copied to float64 with ``requires_grad``. With a fixed random weighting ``v`` of the
+    output, the analytic vector-Jacobian product ``d(sum(v * fn(x)))/dx`` from ``backward`` is compared element by
+    element with ``(f(x + eps e_i) - f(x - eps e_i)) / (2 eps)``. Returns True, or raises :class:`GradcheckError`
+    naming the input, the element and both values.
+    """
+    Tensor = _Tensor
+    from .dtype import is_floating  # noqa: PLC0415
+
+    xs = [Tensor(np.array(_to_numpy(a.data), dtype=np.float64), device=a.device, requires_grad=True)
+          if isinstance(a, Tensor) and is_floating(a.dtype) else a for a in inputs]
+    out = fn(*xs)
+    rng = np.random.default_rng(seed)
+    weights_np = rng.standard_normal(out.shape)
+    weights = Tensor(weights_np, device=out.device)
+
+    def scalar(*args: Any) -> float:
+        with no_grad():
+            return float(_to_numpy((fn(*args) * weights).sum().data))
+
+    for x in xs:
+        if isinstance(x, Tensor):
+            x.grad = None
+    (out * weights).sum().backward()
+    for i, x in enumerate(xs):
+        if not (isinstance(x, Tensor) and x.requires_grad):
+            continue
+        analytic = np.zeros(x.shape) if x.grad is None else _to_numpy(x.grad.data)
+        base = _to_numpy(x.data).copy()
+        flat = base.reshape(-1)
+        for j in range(flat.size):
+            original = flat[j]
+            flat[j] = original + eps
+            x.data = x.device.xp.asarray(base)
+            plus = scalar(*xs)
+            flat[j] = original - eps
+            x.data = x.device.xp.asarray(base)
+            minus = scalar(*xs)
+            flat[j] = original
+            numeric = (plus - minus) / (2 * eps)
+            a = analytic.reshape(-1)[j]
+            if not abs(a - numeric) <= atol + rtol * abs(numeric):
+                index = np.unravel_index(j, x.shape) if x.shape else ()
+                raise GradcheckError(f"gradcheck: input {i} (shape {tuple(x.shape)}) element {tuple(map(int, index))}:"
+                                     f" analytic {a:.8g} vs numerical {numeric:.8g} (atol={atol}, rtol={rtol})")
+        x.data = x.device.xp.asarray(base)
+    return True
+
+
+def _to_numpy(array: Any) -> np.ndarray:
+    return array.get() if hasattr(array, "get") and not isinstance(array, np.ndarray) else np.asarray(array)

@@ -1,0 +1,365 @@
+"""Elementwise primitives. Binary ops broadcast; their backward undoes it with :func:`unbroadcast`.
+
+The second argument of a binary op may be a plain Python scalar (``x * 2``): it is passed through to ``xp``
+unchanged and gets no gradient.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from ..autograd import Context, Function
+
+
+def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
+    """Sum ``grad`` over the axes that broadcasting expanded, so it has ``shape`` again.
+
+    If ``x`` of shape ``shape`` was broadcast to ``grad.shape``, then d(loss)/dx is d(loss)/d(broadcast x) summed over
+    the new leading axes and over every axis where ``x`` had size 1.
+    """
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1)
+    return grad.sum(axis=axes).reshape(shape) if axes else grad.reshape(shape)
+
+
+def _shape(x: Any) -> tuple[int, ...]:
+    return x.shape if hasattr(x, "shape") else ()
+
+
+class Add(Function):
+    """out = a + b;  da = g,  db = g."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, b: Any) -> Any:
+        ctx.shapes = (a.shape, _shape(b))
+        return a + b
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
+        need_a, need_b = ctx.needs_input_grad
+        return (unbroadcast(g, ctx.shapes[0]) if need_a else None,
+                unbroadcast(g, ctx.shapes[1]) if need_b else None)
+
+
+class Sub(Function):
+    """out = a - b;  da = g,  db = -g."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, b: Any) -> Any:
+        ctx.shapes = (_shape(a), _shape(b))
+        return a - b
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
+        need_a, need_b = ctx.needs_input_grad
+        return (unbroadcast(g, ctx.shapes[0]) if need_a else None,
+                unbroadcast(-g, ctx.shapes[1]) if need_b else None)
+
+
+class Mul(Function):
+    """out = a * b;  da = g * b,  db = g * a."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, b: Any) -> Any:
+        ctx.save_for_backward(a, b)
+        return a * b
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        return (unbroadcast(g * b, _shape(a)) if need_a else None,
+                unbroadcast(g * a, _shape(b)) if need_b else None)
+
+
+class Div(Function):
+    """out = a / b;  da = g / b,  db = -g a / b^2."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, b: Any) -> Any:
+        ctx.save_for_backward(a, b)
+        return a / b
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
+        a, b = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        return (unbroadcast(g / b, _shape(a)) if need_a else None,
+                unbroadcast(-g * a / (b * b), _shape(b)) if need_b else None)
+
+
+class Pow(Function):
+    """out = a ** b;  da = g b a^(b-1),  db = g out ln(a)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, b: Any) -> Any:
+        out = a ** b
+        ctx.save_for_backward(a, b, out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
+        a, b, out = ctx.saved_tensors
+        need_a, need_b = ctx.needs_input_grad
+        xp = ctx.xp
+        da = unbroadcast(g * b * a ** (b - 1), _shape(a)) if need_a else None
+        db = None
+        if need_b:
+            with np.errstate(divide="ignore", invalid="ignore"):
+                db = unbroadcast(g * out * xp.log(a), _shape(b))
+        return da, db
+
+
+class Maximum(Function):
+    """out = max(a, b);  the gradient goes to the larger input, split evenly on ties (as PyTorch)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, b: Any) -> Any:
+        ctx.save_for_backward(a, b)
+        return ctx.xp.maximum(a, b)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
+        a, b = ctx.saved_tensors
+        return _split_by_winner(ctx, g, a > b, a == b)
+
+
+class Minimum(Function):
+    """out = min(a, b);  the gradient goes to the smaller input, split evenly on ties."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, b: Any) -> Any:
+        ctx.save_for_backward(a, b)
+        return ctx.xp.minimum(a, b)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
+        a, b = ctx.saved_tensors
+        return _split_by_winner(ctx, g, a < b, a == b)
+
+
+def _split_by_winner(ctx: Context, g: Any, a_wins: Any, tie: Any) -> tuple[Any, Any]:
+    a, b = ctx.saved_tensors
+    share_a = a_wins + 0.5 * tie
+    need_a, need_b = ctx.needs_input_grad
+    return (unbroadcast(g * share_a, _shape(a)) if need_a else None,
+            unbroadcast(g * (1.0 - share_a), _shape(b)) if need_b else None)
+
+
+class Where(Function):
+    """out = cond ? a : b;  da = g where cond,  db = g where not cond (cond gets no gradient)."""
+
+    @staticmethod
+    def forward(ctx: Context, cond: Any, a: Any, b: Any) -> Any:
+        ctx.save_for_backward(cond)
+        ctx.shapes = (_shape(a), _shape(b))
+        return ctx.xp.where(cond, a, b)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, Any, Any]:
+        (cond,) = ctx.saved_tensors
+        _, need_a, need_b = ctx.needs_input_grad
+        zero = ctx.xp.zeros((), dtype=g.dtype)
+        return (None,
+                unbroadcast(ctx.xp.where(cond, g, zero), ctx.shapes[0]) if need_a else None,
+                unbroadcast(ctx.xp.where(cond, zero, g), ctx.shapes[1]) if need_b else None)
+
+
+class Neg(Function):
+    """out = -a;  da = -g."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any) -> Any:
+        return -a
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        return -g
+
+
+class Exp(Function):
+    """out = e^a;  da = g out."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any) -> Any:
+        out = ctx.xp.exp(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        return g * ctx.saved_tensors[0]
+
+
+class Log(Function):
+    """out = ln a;  da = g / a."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any) -> Any:
+        ctx.save_for_backward(a)
+        return ctx.xp.log(a)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        return g / ctx.saved_tensors[0]
+
+
+class Sqrt(Function):
+    """out = sqrt(a);  da = g / (2 out)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any) -> Any:
+        out = ctx.xp.sqrt(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        return g / (2 * ctx.saved_tensors[0])
+
+
+class Tanh(Function):
+    """out = tanh a;  da = g (1 - out^2)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any) -> Any:
+        out = ctx.xp.tanh(a)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        out = ctx.saved_tensors[0]
+        return g * (1 - out * out)
+
+
+class Sigmoid(Function):
+    """out = 1 / (1 + e^-a), computed without overflow;  da = g out (1 - out)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any) -> Any:
+        xp = ctx.xp
+        e = xp.exp(-xp.abs(a))  # in (0, 1]: never overflows
+        out = xp.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+        ctx.save_for_backward(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        out = ctx.saved_tensors[0]
+        return g * out * (1 - out)
+
+
+class Relu(Function):
+    """out = max(a, 0);  da = g where a > 0."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any) -> Any:
+        ctx.save_for_backward(a)
+        return ctx.xp.maximum(a, 0)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        return g * (ctx.saved_tensors[0] > 0)
+
+
+def erf(xp: Any, x: Any) -> Any:
+    """Error function to about 1.2e-7 relative error (Numerical Recipes' Chebyshev fit of erfc), any array module."""
+    z = xp.abs(x)
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
+        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))
+    erfc = t * xp.exp(poly)
+    return xp.where(x >= 0, 1.0 - erfc, erfc - 1.0)
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+
+
+class Gelu(Function):
+    """out = a Phi(a) (exact, via erf) or the tanh approximation;  da = g (Phi(a) + a phi(a))."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, approximate: str = "none") -> Any:
+        xp = ctx.xp
+        ctx.save_for_backward(a)
+        ctx.approximate = approximate
+        if approximate == "tanh":
+            return (0.5 * a * (1 + xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a ** 3)))).astype(a.dtype, copy=False)
+        if approximate != "none":
+            raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+        return (0.5 * a * (1 + erf(xp, a / math.sqrt(2)))).astype(a.dtype, copy=False)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        xp = ctx.xp
+        (a,) = ctx.saved_tensors
+        if ctx.approximate == "tanh":
+            inner = _SQRT_2_OVER_PI * (a + 0.044715 * a ** 3)
+            th = xp.tanh(inner)
+            d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
+            return g * (0.5 * (1 + th) + 0.5 * a * (1 - th * th) * d_inner)
+        cdf = 0.5 * (1 + erf(xp, a / math.sqrt(2)))
+        pdf = xp.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
+        return g * (cdf + a * pdf)
+
+
+class Abs(Function):
+    """out = |a|;  da = g sign(a) (0 at 0)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any) -> Any:
+        ctx.save_for_backward(a)
+        return ctx.xp.abs(a)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        return g * ctx.xp.sign(ctx.saved_tensors[0])
+
+
+class Clamp(Function):
+    """out = min(max(a, low), high) with either bound optional;  da = g where low <= a <= high."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, low: Any = None, high: Any = None) -> Any:
+        ctx.save_for_backward(a)
+        ctx.bounds = (low, high)
+        return ctx.xp.clip(a, low, high)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, None, None]:
+        (a,) = ctx.saved_tensors
+        low, high = ctx.bounds
+        inside = ctx.xp.ones(a.shape, dtype=bool)
+        if low is not None:
+            inside &= a >= low
+        if high is not None:
+            inside &= a <= high
+        return g * inside, None, None
+
+
+class Cast(Function):
+    """out = a converted to ``dtype``;  da = g converted back."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, dtype: Any) -> Any:
+        ctx.source_dtype = a.dtype
+        return a.astype(dtype)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, None]:
+        return g.astype(ctx.source_dtype), None
+
+
+class NoGradOp(Function):
+    """Ops that have no gradient (comparisons, logical ops, argmax, floor...): ``xp.<name>(*args, **kwargs)``."""
+
+    differentiable = False
+
+    @staticmethod
+    def forward(ctx: Context, *arrays: Any, name: str, **kwargs: Any) -> Any:
+        return getattr(ctx.xp, name)(*arrays, **kwargs)

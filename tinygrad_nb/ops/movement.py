@@ -1,0 +1,108 @@
+"""Movement primitives: they rearrange elements without arithmetic. Their backward moves the gradient back."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..autograd import Context, Function
+from .elementwise import unbroadcast
+
+
+class Reshape(Function):
+    """out = a viewed with a new shape;  da = g reshaped back."""
+
+    returns_view = True
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, shape: tuple[int, ...]) -> Any:
+        ctx.shape = a.shape
+        return a.reshape(shape)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, None]:
+        return g.reshape(ctx.shape), None
+
+
+class Permute(Function):
+    """out = a with axes reordered;  da = g with the inverse order."""
+
+    returns_view = True
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, axes: tuple[int, ...]) -> Any:
+        ctx.inverse = tuple(int(i) for i in np.argsort(axes))
+        return a.transpose(axes)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, None]:
+        return g.transpose(ctx.inverse), None
+
+
+class Expand(Function):
+    """out = a broadcast to ``shape`` (no copy);  da = g summed over the broadcast axes."""
+
+    returns_view = True
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, shape: tuple[int, ...]) -> Any:
+        ctx.shape = a.shape
+        return ctx.xp.broadcast_to(a, shape)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, None]:
+        return unbroadcast(g, ctx.shape), None
+
+
+def is_basic_index(index: Any) -> bool:
+    """True when indexing selects a regular sub-grid (ints, slices, None, ...), so no position repeats."""
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(p is None or p is Ellipsis or isinstance(p, (int, np.integer, slice)) for p in parts)
+
+
+class GetItem(Function):
+    """out = a[index] for ints, slices, None, ..., integer arrays and boolean masks;
+    da = zeros with g added at the selected positions (repeated positions accumulate)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, index: Any) -> Any:
+        ctx.shape, ctx.dtype, ctx.index = a.shape, a.dtype, index
+        return a[index]
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, None]:
+        xp = ctx.xp
+        da = xp.zeros(ctx.shape, dtype=g.dtype)
+        if is_basic_index(ctx.index):
+            da[ctx.index] = g
+        else:
+            xp.add.at(da, ctx.index, g)
+        return da, None
+
+
+class Cat(Function):
+    """out = the inputs joined along ``axis``;  each input gets its slice of g."""
+
+    @staticmethod
+    def forward(ctx: Context, *arrays: Any, axis: int = 0) -> Any:
+        ctx.axis = axis
+        ctx.sizes = [a.shape[axis] for a in arrays]
+        return ctx.xp.concatenate(arrays, axis=axis)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, ...]:
+        offsets = np.cumsum(ctx.sizes)[:-1].tolist()
+        return tuple(ctx.xp.split(g, offsets, axis=ctx.axis))
+
+
+class Pad(Function):
+    """out = a padded with a constant (``pad`` is numpy's ((before, after), ...) per axis);  da = the inner slice."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, pad: tuple[tuple[int, int], ...], value: float = 0.0) -> Any:
+        ctx.inner = tuple(slice(before, before + n) for (before, _), n in zip(pad, a.shape))
+        return ctx.xp.pad(a, pad, mode="constant", constant_values=value)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, None, None]:
+        return g[ctx.inner], None, None

@@ -1,0 +1,50 @@
+"""Reductions: ``Sum`` and ``Max`` are the primitives; mean, var, std, min, logsumexp are built from them."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..autograd import Context, Function
+
+
+def _keepdims_shape(shape: tuple[int, ...], axis: tuple[int, ...] | None) -> tuple[int, ...]:
+    if axis is None:
+        return (1,) * len(shape)
+    return tuple(1 if i in axis else n for i, n in enumerate(shape))
+
+
+class Sum(Function):
+    """out = sum of a over ``axis``;  da = g broadcast back to a's shape."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, axis: tuple[int, ...] | None = None, keepdims: bool = False) -> Any:
+        ctx.shape, ctx.axis = a.shape, axis
+        return a.sum(axis=axis, keepdims=keepdims)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, None, None]:
+        g = g.reshape(_keepdims_shape(ctx.shape, ctx.axis))
+        return ctx.xp.broadcast_to(g, ctx.shape), None, None
+
+
+class Max(Function):
+    """out = max of a over ``axis``;  da = g at the positions of the maximum, split evenly between ties."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, axis: tuple[int, ...] | None = None, keepdims: bool = False) -> Any:
+        out = a.max(axis=axis, keepdims=True)
+        ctx.save_for_backward(a, out)
+        ctx.axis = axis
+        return out if keepdims else out.reshape(_drop_axes(out.shape, axis))
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, None, None]:
+        a, out = ctx.saved_tensors
+        winners = a == out
+        count = winners.sum(axis=ctx.axis, keepdims=True)
+        return g.reshape(out.shape) * winners / count, None, None
+
+
+def _drop_axes(shape: tuple[int, ...], axis: tuple[int, ...] | None) -> tuple[int, ...]:
+    if axis is None:
+        return ()
+    return tuple(n for i, n in enumerate(shape) if i not in axis)

@@ -1,0 +1,1135 @@
+"""``Tensor``: an array on a device plus what autograd needs (``requires_grad``, ``grad``, the graph node).
+
+Every method here either calls one primitive from :mod:`tinygrad_nb.ops` or composes several; no method computes on
+arrays behind autograd's back, so every differentiable method is differentiable.
+"""
+from __future__ import annotations
+
+import math
+from collections import namedtuple
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import autograd, ops
+from . import dtype as dtypes
+from .autograd import Context, Function, ShapeError
+from .device import Device, DeviceError, array_device, transfer
+from .random import default_generator
+
+Scalar = int | float | bool
+MaxResult = namedtuple("MaxResult", ["values", "indices"])
+
+
+class RemovableHandle:
+    """Returned by every ``register_*_hook``: ``handle.remove()`` (or a ``with`` block) takes the hook off again."""
+
+    _next_id = 0
+
+    def __init__(self, hooks: dict[int, Any]):
+        self._hooks = hooks
+        self.id = RemovableHandle._next_id
+        RemovableHandle._next_id += 1
+
+    def remove(self) -> None:
+        self._hooks.pop(self.id, None)
+
+    def __enter__(self) -> RemovableHandle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+class Tensor:
+    """An n-dimensional array with automatic differentiation.
+
+    ``data`` is a numpy (cpu) or cupy (cuda) array. ``grad`` is filled by ``backward()``. ``version`` counts in-place
+    modifications (checkpoints use it to skip unchanged tensors; autograd uses it to detect stale saved values).
+    """
+
+    __slots__ = ("data", "device", "requires_grad", "grad", "_ctx", "_version", "_hooks", "_retains_grad",
+                 "__weakref__", "__dict__")
+    __array_priority__ = 1000  # numpy_array * tensor calls Tensor.__rmul__, not numpy's elementwise loop
+
+    def __init__(self, data: Any, dtype: Any = None, device: str | Device | None = None,
+                 requires_grad: bool = False):
+        dev = Device(device) if device is not None else None
+        if isinstance(data, Tensor):
+            data = data.data
+        if dev is None:
+            dev = array_device(data) if not isinstance(data, (list, tuple, int, float, bool)) else Device(None)
+        array = _as_array(data, dtypes.to_dtype(dtype) if dtype is not None else None, dev)
+        self.data = array
+        self.device = dev
+        self.requires_grad = False
+        self.grad: Tensor | None = None
+        self._ctx: Context | None = None
+        self._version = [0]
+        self._hooks: dict[int, Callable[[Tensor], Tensor | None]] | None = None
+        self._retains_grad = False
+        if requires_grad:
+            self.requires_grad_(True)
+
+    @classmethod
+    def _wrap(cls, array: Any, device: Device) -> Tensor:
+        """Fast constructor for op results: no conversion, no checks."""
+        t = object.__new__(Tensor)
+        if type(array) is not np.ndarray and device.xp is np:
+            array = np.asarray(array)  # numpy reductions return scalars; tensors always hold arrays
+        t.data = array
+        t.device = device
+        t.requires_grad = False
+        t.grad = None
+        t._ctx = None
+        t._version = [0]
+        t._hooks = None
+        t._retains_grad = False
+        return t
+
+    # -- basic properties -------------------------------------------------------------------------------------
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return tuple(self.data.shape)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.data.dtype
+
+    @property
+    def ndim(self) -> int:
+        return self.data.ndim
+
+    def dim(self) -> int:
+        return self.data.ndim
+
+    def size(self, dim: int | None = None) -> tuple[int, ...] | int:
+        return self.shape if dim is None else self.shape[_axis(dim, self.ndim)]
+
+    def numel(self) -> int:
+        return int(self.data.size)
+
+    def __len__(self) -> int:
+        if self.ndim == 0:
+            raise TypeError("len() of a 0-d tensor")
+        return self.data.shape[0]
+
+    @property
+    def version(self) -> int:
+        return self._version[0]
+
+    @property
+    def is_leaf(self) -> bool:
+        return self._ctx is None
+
+    @property
+    def grad_fn(self) -> str | None:
+        """Name of the op that created this tensor (None for leaves and tensors made without grad)."""
+        return None if self._ctx is None else f"{self._ctx.fn.__name__}Backward"
+
+    @property
+    def is_cuda(self) -> bool:
+        return self.device.type == "cuda"
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.data.nbytes)
+
+    def __repr__(self) -> str:
+        values = np.array2string(self.numpy(), precision=4, separator=", ", prefix="tensor(", threshold=100,
+                                 edgeitems=3, suppress_small=True)
+        parts = [f"tensor({values}", f"shape={self.shape}", f"dtype={self.dtype.name}", f"device={self.device}"]
+        if self._ctx is not None:
+            parts.append(f"grad_fn={self.grad_fn}")
+        elif self.requires_grad:
+            parts.append("requires_grad=True")
+        return ", ".join(parts) + ")"
+
+    __hash__ = object.__hash__  # == is elementwise, so hash by identity (tensors can be dict keys)
+
+    # -- leaving the tensor world ---------------------------------------------------------------------------------
+    def numpy(self) -> np.ndarray:
+        """The values as a numpy array (shares memory on cpu; copied from the GPU on cuda)."""
+        return self.data if self.device.xp is np else self.device.xp.asnumpy(self.data)
+
+    def __array__(self, dtype: Any = None, copy: bool | None = None) -> np.ndarray:
+        array = self.numpy()
+        return array.astype(dtype) if dtype is not None else array
+
+    def item(self) -> Scalar:
+        if self.data.size != 1:
+            raise ValueError(f"item: only one-element tensors can be converted to a Python number, this one has "
+                             f"shape {self.shape}")
+        return self.numpy().reshape(()).item()
+
+    def tolist(self) -> Any:
+        return self.numpy().tolist()
+
+    def __float__(self) -> float:
+        return float(self.item())
+
+    def __int__(self) -> int:
+        return int(self.item())
+
+    def __index__(self) -> int:
+        if self.dtype.kind not in "iub":
+            raise TypeError(f"only integer tensors can be used as an index, this one is {self.dtype.name}")
+        return int(self.item())
+
+    def __bool__(self) -> bool:
+        if self.data.size != 1:
+            raise ValueError(f"the truth value of a tensor with {self.data.size} elements (shape {self.shape}) is "
+                             "ambiguous; use .any() or .all()")
+        return bool(self.item())
+
+    def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.data.__dlpack__(*args, **kwargs)
+
+    def __dlpack_device__(self) -> tuple[int, int]:
+        return self.data.__dlpack_device__()
+
+    # -- autograd -----------------------------------------------------------------------------------------------
+    def requires_grad_(self, requires_grad: bool = True) -> Tensor:
+        if requires_grad and not dtypes.is_floating(self.dtype):
+            raise TypeError(f"only floating-point tensors can require gradients, this one is {self.dtype.name}; "
+                            "convert it first with .float()")
+        if not requires_grad and self._ctx is not None:
+            raise RuntimeError("requires_grad_(False) on a non-leaf tensor; use .detach() instead")
+        self.requires_grad = requires_grad
+        return self
+
+    def detach(self) -> Tensor:
+        """The same values (shared memory), cut from the graph."""
+        t = Tensor._wrap(self.data, self.device)
+        t._version = self._version
+        return t
+
+    def clone(self) -> Tensor:
+        """A copy with its own memory; gradients flow back to the original."""
+        return ops.Mul.apply(self, 1) if self.requires_grad else Tensor._wrap(self.data.copy(), self.device)
+
+    def retain_grad(self) -> Tensor:
+        """Keep ``.grad`` for this non-leaf tensor after backward."""
+        self._retains_grad = True
+        return self
+
+    def register_hook(self, hook: Callable[[Tensor], Tensor | None]) -> RemovableHandle:
+        """Call ``hook(grad)`` when this tensor's gradient is computed; a returned tensor replaces the gradient."""
+        if not self.requires_grad:
+            raise RuntimeError("register_hook: this tensor does not require grad, so it will never get a gradient")
+        if self._hooks is None:
+            self._hooks = {}
+        handle = RemovableHandle(self._hooks)
+        self._hooks[handle.id] = hook
+        return handle
+
+    def backward(self, grad: Tensor | Any | None = None, retain_graph: bool = False) -> None:
+        """Accumulate d(self)/d(leaf) into every leaf's ``.grad`` (``grad`` defaults to 1 for scalars)."""
+        autograd.run_backward([self], [autograd._root_grad(self, grad)], retain_graph=retain_graph)
+
+    # -- devices and dtypes -------------------------------------------------------------------------------------
+    def to(self, *args: Any, device: str | Device | None = None, dtype: Any = None) -> Tensor:
+        """``to("cuda")``, ``to(float64)``, ``to("cpu", float32)`` or keywords; differentiable."""
+        for a in args:
+            if isinstance(a, (str, Device)):
+                device = a
+            else:
+                dtype = a
+        out = self
+        if dtype is not None and dtypes.to_dtype(dtype) != self.dtype:
+            out = out.cast(dtype)
+        if device is not None and Device(device) is not out.device:
+            out = _to_device(out, Device(device))
+        return out
+
+    def cpu(self) -> Tensor:
+        return self.to("cpu")
+
+    def cuda(self, index: int = 0) -> Tensor:
+        return self.to(f"cuda:{index}")
+
+    def cast(self, dtype: Any) -> Tensor:
+        d = dtypes.to_dtype(dtype)
+        if d == self.dtype:
+            return self
+        if self.requires_grad and not dtypes.is_floating(d):
+            return Tensor._wrap(self.data.astype(d), self.device)  # integer results carry no gradient
+        return ops.Cast.apply(self, d)
+
+    type = cast
+
+    def float(self) -> Tensor:
+        return self.cast(dtypes.float32)
+
+    def double(self) -> Tensor:
+        return self.cast(dtypes.float64)
+
+    def half(self) -> Tensor:
+        return self.cast(dtypes.float16)
+
+    def long(self) -> Tensor:
+        return self.cast(dtypes.int64)
+
+    def int(self) -> Tensor:
+        return self.cast(dtypes.int32)
+
+    def bool(self) -> Tensor:
+        return self.cast(dtypes.bool_)
+
+    # -- arithmetic -----------------------------------------------------------------------------------------------
+    def _binary(self, op: type[Function], other: Any, reverse: bool = False) -> Tensor:
+        """Promote dtypes (PyTorch rules), then apply ``op`` to (self, other) or (other, self)."""
+        a = self
+        if isinstance(other, Tensor):
+            b = other
+            if a.dtype != b.dtype:
+                common = dtypes.result_type(a.dtype, b.dtype)
+                a, b = a.cast(common), b.cast(common)
+        elif isinstance(other, (int, float, bool, np.number, np.bool_)):
+            common = dtypes.result_type_with_scalar(a.dtype, other)
+            if common != a.dtype:
+                a = a.cast(common)
+            b = other
+        else:
+            b = Tensor(other, device=self.device)
+            return a._binary(op, b, reverse)
+        return op.apply(b, a) if reverse else op.apply(a, b)
+
+    def __add__(self, other: Any) -> Tensor:
+        return self._binary(ops.Add, other)
+
+    def __radd__(self, other: Any) -> Tensor:
+        return self._binary(ops.Add, other, reverse=True)
+
+    def __sub__(self, other: Any) -> Tensor:
+        return self._binary(ops.Sub, other)
+
+    def __rsub__(self, other: Any) -> Tensor:
+        return self._scalar_first(ops.Sub, other)
+
+    def __mul__(self, other: Any) -> Tensor:
+        return self._binary(ops.Mul, other)
+
+    def __rmul__(self, other: Any) -> Tensor:
+        return self._binary(ops.Mul, other, reverse=True)
+
+    def __truediv__(self, other: Any) -> Tensor:
+        if not dtypes.is_floating(self.dtype) and not (isinstance(other, Tensor) and dtypes.is_floating(other.dtype)):
+            return self.float()._binary(ops.Div, other)  # true division of integers gives floats, as in PyTorch
+        return self._binary(ops.Div, other)
+
+    def __rtruediv__(self, other: Any) -> Tensor:
+        base = self if dtypes.is_floating(self.dtype) else self.float()
+        return base._scalar_first(ops.Div, other)
+
+    def __pow__(self, other: Any) -> Tensor:
+        return self._binary(ops.Pow, other)
+
+    def __rpow__(self, other: Any) -> Tensor:
+        return self._scalar_first(ops.Pow, other)
+
+    def _scalar_first(self, op: type[Function], other: Any) -> Tensor:
+        """``scalar - tensor`` and friends: the scalar becomes a tensor so the op sees (other, self)."""
+        if not isinstance(other, Tensor):
+            common = dtypes.result_type_with_scalar(self.dtype, other)
+            other = Tensor(self.device.xp.asarray(other, dtype=common), device=self.device)
+        return other._binary(op, self)
+
+    def __matmul__(self, other: Tensor) -> Tensor:
+        return self.matmul(other)
+
+    def __rmatmul__(self, other: Any) -> Tensor:
+        return Tensor(other, device=self.device).matmul(self)
+
+    def __neg__(self) -> Tensor:
+        return ops.Neg.apply(self)
+
+    def __pos__(self) -> Tensor:
+        return self
+
+    def __abs__(self) -> Tensor:
+        return self.abs()
+
+    def add(self, other: Any, alpha: Scalar = 1) -> Tensor:
+        return self + (other * alpha if alpha != 1 else other)
+
+    def sub(self, other: Any, alpha: Scalar = 1) -> Tensor:
+        return self - (other * alpha if alpha != 1 else other)
+
+    def mul(self, other: Any) -> Tensor:
+        return self * other
+
+    def div(self, other: Any) -> Tensor:
+        return self / other
+
+    def pow(self, exponent: Any) -> Tensor:
+        return self ** exponent
+
+    def matmul(self, other: Tensor) -> Tensor:
+        """Matrix product (``@``): vectors, matrices and broadcast batches of matrices, as numpy.matmul."""
+        if not isinstance(other, Tensor):
+            other = Tensor(other, device=self.device)
+        a, b = self, other
+        if a.dtype != b.dtype:
+            common = dtypes.result_type(a.dtype, b.dtype)
+            a, b = a.cast(common), b.cast(common)
+        return ops.Matmul.apply(a, b)
+
+    # -- comparisons and logic (no gradient) --------------------------------------------------------------------
+    def _compare(self, name: str, other: Any) -> Tensor:
+        other_data = other if not isinstance(other, Tensor) else other
+        return ops.NoGradOp.apply(self, other_data, name=name)
+
+    def __eq__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self._compare("equal", other)
+
+    def __ne__(self, other: Any) -> Tensor:  # type: ignore[override]
+        return self._compare("not_equal", other)
+
+    def __lt__(self, other: Any) -> Tensor:
+        return self._compare("less", other)
+
+    def __le__(self, other: Any) -> Tensor:
+        return self._compare("less_equal", other)
+
+    def __gt__(self, other: Any) -> Tensor:
+        return self._compare("greater", other)
+
+    def __ge__(self, other: Any) -> Tensor:
+        return self._compare("greater_equal", other)
+
+    def __and__(self, other: Any) -> Tensor:
+        return self._compare("logical_and" if self.dtype == dtypes.bool_ else "bitwise_and", other)
+
+    def __or__(self, other: Any) -> Tensor:
+        return self._compare("logical_or" if self.dtype == dtypes.bool_ else "bitwise_or", other)
+
+    def __xor__(self, other: Any) -> Tensor:
+        return self._compare("logical_xor" if self.dtype == dtypes.bool_ else "bitwise_xor", other)
+
+    def __invert__(self) -> Tensor:
+        return ops.NoGradOp.apply(self, name="logical_not" if self.dtype == dtypes.bool_ else "invert")
+
+    def eq(self, other: Any) -> Tensor:
+        return self == other
+
+    def isfinite(self) -> Tensor:
+        return ops.NoGradOp.apply(self, name="isfinite")
+
+    def isnan(self) -> Tensor:
+        return ops.NoGradOp.apply(self, name="isnan")
+
+    def isinf(self) -> Tensor:
+        return ops.NoGradOp.apply(self, name="isinf")
+
+    def sign(self) -> Tensor:
+        return ops.NoGradOp.apply(self, name="sign")
+
+    def floor(self) -> Tensor:
+        return ops.NoGradOp.apply(self, name="floor")
+
+    def ceil(self) -> Tensor:
+        return ops.NoGradOp.apply(self, name="ceil")
+
+    def round(self) -> Tensor:
+        return ops.NoGradOp.apply(self, name="round")
+
+    def allclose(self, other: Tensor, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
+        return bool(self.device.xp.allclose(self.data, _data(other), rtol=rtol, atol=atol))
+
+    def equal(self, other: Tensor) -> bool:
+        """True when shapes and every value match."""
+        return self.shape == other.shape and bool((self.data == other.data).all())
+
+    # -- unary math ----------------------------------------------------------------------------------------------
+    def _float_unary(self, op: type[Function], *args: Any) -> Tensor:
+        x = self if dtypes.is_floating(self.dtype) else self.float()
+        return op.apply(x, *args)
+
+    def exp(self) -> Tensor:
+        return self._float_unary(ops.Exp)
+
+    def log(self) -> Tensor:
+        return self._float_unary(ops.Log)
+
+    def sqrt(self) -> Tensor:
+        return self._float_unary(ops.Sqrt)
+
+    def rsqrt(self) -> Tensor:
+        return 1 / self.sqrt()
+
+    def tanh(self) -> Tensor:
+        return self._float_unary(ops.Tanh)
+
+    def sigmoid(self) -> Tensor:
+        return self._float_unary(ops.Sigmoid)
+
+    def relu(self) -> Tensor:
+        return ops.Relu.apply(self)
+
+    def gelu(self, approximate: str = "none") -> Tensor:
+        return self._float_unary(ops.Gelu, approximate)
+
+    def abs(self) -> Tensor:
+        return ops.Abs.apply(self)
+
+    def square(self) -> Tensor:
+        return self * self
+
+    def reciprocal(self) -> Tensor:
+        return 1 / self
+
+    def clamp(self, min: Scalar | None = None, max: Scalar | None = None) -> Tensor:  # noqa: A002 - PyTorch names
+        if min is None and max is None:
+            raise ValueError("clamp: give at least one of min and max")
+        return ops.Clamp.apply(self, min, max)
+
+    clip = clamp
+
+    def maximum(self, other: Any) -> Tensor:
+        return self._binary(ops.Maximum, other)
+
+    def minimum(self, other: Any) -> Tensor:
+        return self._binary(ops.Minimum, other)
+
+    def where(self, condition: Tensor, other: Any) -> Tensor:
+        """``self`` where ``condition`` holds, else ``other`` (PyTorch's ``x.where(cond, y)``)."""
+        return where(condition, self, other)
+
+    # -- reductions ----------------------------------------------------------------------------------------------
+    def sum(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None,
+            dtype: Any = None) -> Tensor:
+        """Sum over ``dim`` (an int, a tuple, or None for all); ``axis``/``keepdims`` are accepted as aliases."""
+        axes, keep = _reduce_args(self, dim, keepdim, axis, keepdims)
+        x = self.cast(dtype) if dtype is not None else self
+        if x.dtype == dtypes.bool_:
+            x = x.long()
+        return ops.Sum.apply(x, axes, keep)
+
+    def mean(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None
+             ) -> Tensor:
+        """Mean over ``dim``: sum / count. The mean over zero elements is NaN, as in numpy."""
+        axes, keep = _reduce_args(self, dim, keepdim, axis, keepdims)
+        x = self if dtypes.is_floating(self.dtype) else self.float()
+        count = _count(x.shape, axes)
+        return ops.Sum.apply(x, axes, keep) / count if count else ops.Sum.apply(x, axes, keep) * float("nan")
+
+    def var(self, dim: Any = None, keepdim: bool = False, *, correction: int = 1, unbiased: bool | None = None,
+            axis: Any = None, keepdims: bool | None = None) -> Tensor:
+        """Variance: sum((x - mean)^2) / (N - correction); ``correction=1`` (Bessel) by default, as PyTorch."""
+        if unbiased is not None:
+            correction = 1 if unbiased else 0
+        axes, keep = _reduce_args(self, dim, keepdim, axis, keepdims)
+        x = self if dtypes.is_floating(self.dtype) else self.float()
+        centered = x - x.mean(axes, keepdim=True)
+        return (centered * centered).sum(axes, keepdim=keep) / max(_count(x.shape, axes) - correction, 0)
+
+    def std(self, dim: Any = None, keepdim: bool = False, *, correction: int = 1, unbiased: bool | None = None,
+            axis: Any = None, keepdims: bool | None = None) -> Tensor:
+        return self.var(dim, keepdim, correction=correction, unbiased=unbiased, axis=axis, keepdims=keepdims).sqrt()
+
+    def amax(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None
+             ) -> Tensor:
+        axes, keep = _reduce_args(self, dim, keepdim, axis, keepdims)
+        if self.numel() == 0:
+            raise ValueError(f"max: cannot reduce a tensor of shape {self.shape} with no elements")
+        return ops.Max.apply(self, axes, keep)
+
+    def amin(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None
+             ) -> Tensor:
+        return -(-self).amax(dim, keepdim, axis=axis, keepdims=keepdims)
+
+    def max(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None
+            ) -> Tensor | MaxResult:
+        """Largest value. With an int ``dim``, returns ``(values, indices)`` like PyTorch; a tensor argument
+        means elementwise :meth:`maximum`."""
+        if isinstance(dim, Tensor):
+            return self.maximum(dim)
+        values = self.amax(dim, keepdim, axis=axis, keepdims=keepdims)
+        d = dim if dim is not None else axis
+        if isinstance(d, (int, np.integer)):
+            return MaxResult(values, self.argmax(d, keepdim if keepdims is None else keepdims))
+        return values
+
+    def min(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None
+            ) -> Tensor | MaxResult:
+        if isinstance(dim, Tensor):
+            return self.minimum(dim)
+        values = self.amin(dim, keepdim, axis=axis, keepdims=keepdims)
+        d = dim if dim is not None else axis
+        if isinstance(d, (int, np.integer)):
+            return MaxResult(values, self.argmin(d, keepdim if keepdims is None else keepdims))
+        return values
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None,
+               keepdims: bool | None = None) -> Tensor:
+        return self._arg("argmax", dim, keepdim, axis, keepdims)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False, *, axis: int | None = None,
+               keepdims: bool | None = None) -> Tensor:
+        return self._arg("argmin", dim, keepdim, axis, keepdims)
+
+    def _arg(self, name: str, dim: Any, keepdim: bool, axis: Any, keepdims: bool | None) -> Tensor:
+        axes, keep = _reduce_args(self, dim, keepdim, axis, keepdims)
+        if self.numel() == 0:
+            raise ValueError(f"{name}: cannot reduce a tensor of shape {self.shape} with no elements")
+        if axes is None:
+            return ops.NoGradOp.apply(self.reshape(-1), name=name).long()
+        if len(axes) != 1:
+            raise ValueError(f"{name}: dim must be a single int, got {dim!r}")
+        return ops.NoGradOp.apply(self, name=name, axis=axes[0], keepdims=keep).long()
+
+    def logsumexp(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None
+                  ) -> Tensor:
+        """log(sum(exp(x))) computed stably as m + log(sum(exp(x - m))) with m = max(x) held constant."""
+        axes, keep = _reduce_args(self, dim, keepdim, axis, keepdims)
+        m = self.detach().amax(axes, keepdim=True)
+        m = where(m.isfinite(), m, 0.0)  # all -inf rows give -inf, not NaN
+        out = (self - m).exp().sum(axes, keepdim=True).log() + m
+        return out if keep else out.reshape(_drop(out.shape, axes, self.ndim))
+
+    def all(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return ops.NoGradOp.apply(self, name="all", axis=dim, keepdims=keepdim)
+
+    def any(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
+        return ops.NoGradOp.apply(self, name="any", axis=dim, keepdims=keepdim)
+
+    def softmax(self, dim: int = -1) -> Tensor:
+        """exp(x - max) / sum(exp(x - max)) along ``dim``."""
+        x = self - self.detach().amax(dim, keepdim=True)
+        e = x.exp()
+        return e / e.sum(dim, keepdim=True)
+
+    def log_softmax(self, dim: int = -1) -> Tensor:
+        """x - logsumexp(x) along ``dim``."""
+        return self - self.logsumexp(dim, keepdim=True)
+
+    # -- movement ------------------------------------------------------------------------------------------------
+    def reshape(self, *shape: Any) -> Tensor:
+        new = _shape_args(shape)
+        if new == self.shape:
+            return self
+        return ops.Reshape.apply(self, new)
+
+    view = reshape
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
+        if self.ndim == 0:
+            return self.reshape(1)
+        s, e = _axis(start_dim, self.ndim), _axis(end_dim, self.ndim)
+        return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1:]) if e >= s else self
+
+    def permute(self, *dims: Any) -> Tensor:
+        axes = tuple(_axis(d, self.ndim) for d in _shape_args(dims))
+        if sorted(axes) != list(range(self.ndim)):
+            raise ValueError(f"permute: {axes} is not a permutation of the {self.ndim} dims of shape {self.shape}")
+        return ops.Permute.apply(self, axes)
+
+    def transpose(self, dim0: int = 0, dim1: int = 1) -> Tensor:
+        axes = list(range(self.ndim))
+        a, b = _axis(dim0, self.ndim), _axis(dim1, self.ndim)
+        axes[a], axes[b] = axes[b], axes[a]
+        return ops.Permute.apply(self, tuple(axes))
+
+    @property
+    def T(self) -> Tensor:  # noqa: N802 - PyTorch name
+        """All dimensions reversed (for a matrix: the transpose)."""
+        return ops.Permute.apply(self, tuple(reversed(range(self.ndim))))
+
+    @property
+    def mT(self) -> Tensor:  # noqa: N802 - PyTorch name
+        return self.transpose(-2, -1)
+
+    def squeeze(self, dim: int | None = None) -> Tensor:
+        if dim is None:
+            return self.reshape(tuple(n for n in self.shape if n != 1))
+        d = _axis(dim, self.ndim)
+        if self.shape[d] != 1:
+            return self
+        return self.reshape(self.shape[:d] + self.shape[d + 1:])
+
+    def unsqueeze(self, dim: int) -> Tensor:
+        d = _axis(dim, self.ndim + 1)
+        return self.reshape(self.shape[:d] + (1,) + self.shape[d:])
+
+    def expand(self, *shape: Any) -> Tensor:
+        target = _shape_args(shape)
+        if len(target) < self.ndim:
+            raise ShapeError(f"expand: cannot expand shape {self.shape} to {target}: fewer dimensions")
+        lead = len(target) - self.ndim
+        full = tuple(self.shape[i - lead] if n == -1 else n for i, n in enumerate(target))
+        for i, n in enumerate(self.shape):
+            if n != 1 and n != full[lead + i]:
+                raise ShapeError(f"expand: cannot expand shape {self.shape} to {target}: dimension {lead + i} "
+                                 f"is {n}, not 1")
+        return ops.Expand.apply(self, full)
+
+    def expand_as(self, other: Tensor) -> Tensor:
+        return self.expand(other.shape)
+
+    def contiguous(self) -> Tensor:
+        return self
+
+    def repeat(self, *sizes: Any) -> Tensor:
+        reps = _shape_args(sizes)
+        x = self.reshape((1,) * (len(reps) - self.ndim) + self.shape)
+        expanded_shape = []
+        for r, n in zip(reps, x.shape):
+            expanded_shape += [r, n]
+        inter = x.reshape(tuple(v for n in x.shape for v in (1, n))).expand(tuple(expanded_shape))
+        return inter.reshape(tuple(r * n for r, n in zip(reps, x.shape)))
+
+    def chunk(self, chunks: int, dim: int = 0) -> list[Tensor]:
+        d = _axis(dim, self.ndim)
+        step = math.ceil(self.shape[d] / chunks)
+        return self.split(step, d)
+
+    def split(self, split_size: int | Sequence[int], dim: int = 0) -> list[Tensor]:
+        d = _axis(dim, self.ndim)
+        n = self.shape[d]
+        sizes = [split_size] * (n // split_size) + ([n % split_size] if n % split_size else []) \
+            if isinstance(split_size, int) else list(split_size)
+        if sum(sizes) != n:
+            raise ValueError(f"split: sizes {sizes} do not add up to {n} along dim {d}")
+        pieces, start = [], 0
+        for size in sizes:
+            index = (slice(None),) * d + (slice(start, start + size),)
+            pieces.append(self[index])
+            start += size
+        return pieces
+
+    def pad(self, pad: Sequence[int], value: float = 0.0) -> Tensor:
+        """PyTorch's F.pad order: (last_before, last_after, second_last_before, ...)."""
+        if len(pad) % 2 or len(pad) // 2 > self.ndim:
+            raise ValueError(f"pad: expected pairs for at most {self.ndim} dims, got {tuple(pad)}")
+        widths = [(0, 0)] * self.ndim
+        for i in range(len(pad) // 2):
+            widths[self.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
+        return ops.Pad.apply(self, tuple(widths), value)
+
+    def __getitem__(self, index: Any) -> Tensor:
+        return ops.GetItem.apply(self, _index_arrays(index, self))
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        """``x[index] = value`` writes in place; under autograd the gradient flows to ``value`` and the rest of x."""
+        index = _index_arrays(index, self)
+        if _tracking(self, value):
+            if not isinstance(value, Tensor):
+                value = Tensor(self.device.xp.asarray(value, dtype=self.dtype), device=self.device)
+            self._inplace(SetItem, value.cast(self.dtype), index=index)
+            return
+        self.data[index] = value.data if isinstance(value, Tensor) else value
+        self._version[0] += 1
+
+    # -- in-place -----------------------------------------------------------------------------------------------
+    def _inplace(self, op: type[Function], *others: Any, **kwargs: Any) -> Tensor:
+        """Run ``op(self, *others)`` and write the result into self's memory; bumps ``version``.
+
+        Under autograd the op is recorded on a snapshot of self's old value, and self becomes the op's output.
+        """
+        if _tracking(self, *others):
+            if self._ctx is None and self.requires_grad:
+                raise RuntimeError(f"a leaf tensor of shape {self.shape} that requires grad is used in an in-place "
+                                   "operation; do parameter updates inside `with tinygrad_nb.no_grad():`")
+            old = Tensor._wrap(self.data.copy(), self.device)
+            old.requires_grad, old._ctx = self.requires_grad, self._ctx
+            result = op.apply(old, *others, **kwargs)
+        else:
+            with autograd.no_grad():
+                result = op.apply(self, *others, **kwargs)
+        if result.shape != self.shape:
+            raise ShapeError(f"in-place {op.__name__.lower()}: the result has shape {result.shape} but the tensor "
+                             f"has shape {self.shape}")
+        if result.dtype != self.dtype and not self.device.xp.can_cast(result.dtype, self.dtype, "same_kind"):
+            raise TypeError(f"in-place {op.__name__.lower()}: the result is {result.dtype.name}, which cannot be "
+                            f"stored in this {self.dtype.name} tensor")
+        self.data[...] = result.data
+        if result._ctx is not None:
+            self._ctx, self.requires_grad = result._ctx, True
+        self._version[0] += 1
+        return self
+
+    def _inplace_binary(self, op: type[Function], other: Any) -> Tensor:
+        if isinstance(other, Tensor) and other.dtype != self.dtype:
+            other = other.cast(self.dtype)
+        return self._inplace(op, other)
+
+    def add_(self, other: Any, alpha: Scalar = 1) -> Tensor:
+        return self._inplace_binary(ops.Add, other * alpha if alpha != 1 else other)
+
+    def sub_(self, other: Any, alpha: Scalar = 1) -> Tensor:
+        return self._inplace_binary(ops.Sub, other * alpha if alpha != 1 else other)
+
+    def mul_(self, other: Any) -> Tensor:
+        return self._inplace_binary(ops.Mul, other)
+
+    def div_(self, other: Any) -> Tensor:
+        return self._inplace_binary(ops.Div, other)
+
+    def clamp_(self, min: Scalar | None = None, max: Scalar | None = None) -> Tensor:  # noqa: A002
+        return self._inplace(ops.Clamp, min, max)
+
+    __iadd__ = add_
+    __isub__ = sub_
+    __imul__ = mul_
+    __itruediv__ = div_
+
+    def zero_(self) -> Tensor:
+        return self.fill_(0)
+
+    def fill_(self, value: Scalar) -> Tensor:
+        self._check_plain_write("fill_")
+        self.data[...] = value
+        self._version[0] += 1
+        return self
+
+    def copy_(self, source: Tensor | Any) -> Tensor:
+        """Overwrite the values with ``source`` (broadcast, converted to this dtype and moved to this device)."""
+        self._check_plain_write("copy_")
+        src = source.to(self.device).data if isinstance(source, Tensor) else source
+        self.data[...] = src
+        self._version[0] += 1
+        return self
+
+    def uniform_(self, low: float = 0.0, high: float = 1.0) -> Tensor:
+        """Fill with U[low, high) from the central generator."""
+        self._check_plain_write("uniform_")
+        u = default_generator.uniform(self.shape, self.dtype, self.device.xp)
+        self.data[...] = u * (high - low) + low
+        self._version[0] += 1
+        return self
+
+    def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
+        """Fill with N(mean, std^2) from the central generator."""
+        self._check_plain_write("normal_")
+        self.data[...] = default_generator.normal(self.shape, self.dtype, self.device.xp) * std + mean
+        self._version[0] += 1
+        return self
+
+    def _check_plain_write(self, name: str) -> None:
+        if self.requires_grad and autograd.is_grad_enabled():
+            raise RuntimeError(f"{name}: this tensor (shape {self.shape}) requires grad; overwrite it inside "
+                               "`with tinygrad_nb.no_grad():`")
+
+
+class SetItem(Function):
+    """out = a with a[index] = v;  da = g with the written positions zeroed,  dv = g[index] (summed if broadcast)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, v: Any, index: Any) -> Any:
+        ctx.index, ctx.v_shape = index, v.shape
+        out = a.copy()
+        out[index] = v
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
+        need_a, need_v = ctx.needs_input_grad
+        da = dv = None
+        if need_a:
+            da = g.copy()
+            da[ctx.index] = 0
+        if need_v:
+            dv = ops.unbroadcast(g[ctx.index], ctx.v_shape)
+        return da, dv
+
+
+class ToDevice(Function):
+    """out = a copied to another device;  da = g copied back."""
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> Any:
+        return transfer(g, ctx.target, ctx.source)
+
+
+def _to_device(t: Tensor, dev: Device) -> Tensor:
+    out = Tensor._wrap(transfer(t.data, t.device, dev), dev)
+    if t.requires_grad and autograd.is_grad_enabled():
+        ctx = Context(ToDevice, dev)
+        ctx.source, ctx.target = t.device, dev
+        ctx.parents, ctx.needs_input_grad = (t,), (True,)
+        out.requires_grad, out._ctx = True, ctx
+    return out
+
+
+autograd._Tensor = Tensor
+
+
+# -- helpers ------------------------------------------------------------------------------------------------------
+def _data(x: Any) -> Any:
+    return x.data if isinstance(x, Tensor) else x
+
+
+def _tracking(*values: Any) -> bool:
+    return autograd.is_grad_enabled() and any(isinstance(v, Tensor) and v.requires_grad for v in values)
+
+
+def _as_array(data: Any, dtype: np.dtype | None, device: Device) -> Any:
+    """Convert user data to an array on ``device`` with PyTorch's dtype inference for Python values."""
+    xp = device.xp
+    if dtype is None and isinstance(data, (list, tuple, int, float, bool)):
+        probe = np.asarray(data)
+        if probe.dtype == object:
+            raise TypeError(f"tensor: could not make a rectangular array from {_short(data)} (ragged nested lists?)")
+        if probe.dtype.kind == "f":
+            dtype = dtypes.get_default_dtype()
+        elif probe.dtype.kind in "iu":
+            dtype = dtypes.int64
+        elif probe.dtype.kind == "b":
+            dtype = dtypes.bool_
+        else:
+            raise TypeError(f"tensor: unsupported element type {probe.dtype} in {_short(data)}")
+        data = probe
+    source = array_device(data) if hasattr(data, "__array__") or hasattr(data, "__cuda_array_interface__") else None
+    if source is not None and source is not device and (source.type == "cuda" or device.type == "cuda"):
+        data = transfer(data, source, device)
+    if xp is np:
+        array = np.asarray(data, dtype=dtype)
+    else:
+        with device.context():
+            array = xp.asarray(data, dtype=dtype)
+    if array.dtype == object:
+        raise TypeError(f"tensor: unsupported data {_short(data)}")
+    return array
+
+
+def _short(data: Any) -> str:
+    text = repr(data)
+    return text if len(text) < 60 else text[:57] + "..."
+
+
+def _axis(dim: Any, ndim: int) -> int:
+    d = int(dim)
+    if not -max(ndim, 1) <= d < max(ndim, 1):
+        raise IndexError(f"dim {dim} is out of range for a tensor with {ndim} dimension(s)")
+    return d % max(ndim, 1)
+
+
+def _reduce_args(t: Tensor, dim: Any, keepdim: bool, axis: Any, keepdims: bool | None
+                 ) -> tuple[tuple[int, ...] | None, bool]:
+    """Normalise PyTorch (dim, keepdim) or numpy (axis, keepdims) spellings to (axes tuple or None, keep)."""
+    if axis is not None:
+        dim = axis
+    keep = keepdim if keepdims is None else keepdims
+    if dim is None:
+        return None, keep
+    dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
+    axes = tuple(sorted({_axis(d, t.ndim) for d in dims})) if t.ndim else ()
+    return axes, keep
+
+
+def _count(shape: tuple[int, ...], axes: tuple[int, ...] | None) -> int:
+    return math.prod(shape) if axes is None else math.prod(shape[a] for a in axes)
+
+
+def _drop(shape: tuple[int, ...], axes: tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
+    if axes is None:
+        return ()
+    return tuple(n for i, n in enumerate(shape) if i not in axes)
+
+
+def _shape_args(shape: Sequence[Any]) -> tuple[int, ...]:
+    """Accept f(2, 3) and f((2, 3)) alike."""
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = shape[0]
+    return tuple(int(s) for s in shape)
+
+
+def _index_arrays(index: Any, t: Tensor) -> Any:
+    """Tensors and lists inside an index become arrays on ``t``'s device."""
+    def convert(part: Any) -> Any:
+        if isinstance(part, Tensor):
+            if part.device is not t.device:
+                raise DeviceError(f"indexing a tensor on {t.device} with an index tensor on {part.device}")
+            return part.data
+        if isinstance(part, list):
+            return t.device.xp.asarray(part)
+        return part
+    if isinstance(index, tuple):
+        return tuple(convert(p) for p in index)
+    return convert(index)
+
+
+# -- functions that make or combine tensors ------------------------------------------------------------------------
+def tensor(data: Any, dtype: Any = None, device: str | Device | None = None, requires_grad: bool = False) -> Tensor:
+    """A new tensor from a Python value, a numpy/cupy array or another tensor (always a copy)."""
+    if isinstance(data, Tensor):
+        data = data.data
+    t = Tensor(data, dtype=dtype, device=device, requires_grad=False)
+    if t.data is data or (isinstance(data, np.ndarray) and np.shares_memory(t.data, data)):
+        t.data = t.data.copy()
+    return t.requires_grad_(requires_grad) if requires_grad else t
+
+
+def from_numpy(array: np.ndarray) -> Tensor:
+    """A cpu tensor sharing memory with ``array``."""
+    return Tensor(array, device="cpu")
+
+
+def _new(shape: Sequence[Any], fill: Callable[[Any, tuple[int, ...], np.dtype], Any], dtype: Any,
+         device: str | Device | None, requires_grad: bool) -> Tensor:
+    dev = Device(device)
+    d = dtypes.to_dtype(dtype)
+    with dev.context():
+        array = fill(dev.xp, _shape_args(shape), d)
+    t = Tensor._wrap(array, dev)
+    return t.requires_grad_(True) if requires_grad else t
+
+
+def zeros(*shape: Any, dtype: Any = None, device: str | Device | None = None, requires_grad: bool = False) -> Tensor:
+    return _new(shape, lambda xp, s, d: xp.zeros(s, dtype=d), dtype, device, requires_grad)
+
+
+def ones(*shape: Any, dtype: Any = None, device: str | Device | None = None, requires_grad: bool = False) -> Tensor:
+    return _new(shape, lambda xp, s, d: xp.ones(s, dtype=d), dtype, device, requires_grad)
+
+
+def empty(*shape: Any, dtype: Any = None, device: str | Device | None = None, requires_grad: bool = False) -> Tensor:
+    return zeros(*shape, dtype=dtype, device=device, requires_grad=requires_grad)
+
+
+def full(shape: Sequence[int] | int, fill_value: Scalar, dtype: Any = None, device: str | Device | None = None,
+         requires_grad: bool = False) -> Tensor:
+    d = dtype if dtype is not None else dtypes.dtype_of_scalar(fill_value)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return _new(shape, lambda xp, s, dd: xp.full(s, fill_value, dtype=dd), d, device, requires_grad)
+
+
+def eye(n: int, m: int | None = None, dtype: Any = None, device: str | Device | None = None) -> Tensor:
+    return _new((n, m if m is not None else n), lambda xp, s, d: xp.eye(s[0], s[1], dtype=d), dtype, device, False)
+
+
+def arange(start: Scalar, end: Scalar | None = None, step: Scalar = 1, dtype: Any = None,
+           device: str | Device | None = None, requires_grad: bool = False) -> Tensor:
+    """[start, end) in steps; integer arguments give int64, any float gives the default float dtype."""
+    if end is None:
+        start, end = 0, start
+    if dtype is None:
+        floats = any(isinstance(v, float) for v in (start, end, step))
+        dtype = dtypes.get_default_dtype() if floats else dtypes.int64
+    return _new((), lambda xp, s, d: xp.arange(start, end, step, dtype=d), dtype, device, requires_grad)
+
+
+def linspace(start: float, end: float, steps: int, dtype: Any = None, device: str | Device | None = None) -> Tensor:
+    return _new((), lambda xp, s, d: xp.linspace(start, end, steps, dtype=d), dtype, device, False)
+
+
+def randn(*shape: Any, dtype: Any = None, device: str | Device | None = None, requires_grad: bool = False) -> Tensor:
+    """Standard normal samples from the central generator (same seed, same numbers on every device)."""
+    return _new(shape, lambda xp, s, d: default_generator.normal(s, d, xp), dtype, device, requires_grad)
+
+
+def rand(*shape: Any, dtype: Any = None, device: str | Device | None = None, requires_grad: bool = False) -> Tensor:
+    """Uniform samples in [0, 1) from the central generator."""
+    return _new(shape, lambda xp, s, d: default_generator.uniform(s, d, xp), dtype, device, requires_grad)
+
+
+def randint(low: int, high: int, size: Sequence[int], dtype: Any = None, device: str | Device | None = None
+            ) -> Tensor:
+    return _new(tuple(size), lambda xp, s, d: default_generator.randint(low, high, s, d, xp),
+                dtype if dtype is not None else dtypes.int64, device, False)
+
+
+def randperm(n: int, device: str | Device | None = None) -> Tensor:
+    return _new((), lambda xp, s, d: default_generator.randperm(n, xp), dtypes.int64, device, False)
+
+
+def _like(maker: Callable[..., Tensor], t: Tensor, dtype: Any, device: Any, requires_grad: bool) -> Tensor:
+    return maker(t.shape, dtype=dtype if dtype is not None else t.dtype,
+                 device=device if device is not None else t.device, requires_grad=requires_grad)
+
+
+def zeros_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _like(zeros, t, dtype, device, requires_grad)
+
+
+def ones_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _like(ones, t, dtype, device, requires_grad)
+
+
+def randn_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _like(randn, t, dtype, device, requires_grad)
+
+
+def rand_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    return _like(rand, t, dtype, device, requires_grad)
+
+
+def full_like(t: Tensor, fill_value: Scalar, dtype: Any = None, device: Any = None,
+              requires_grad: bool = False) -> Tensor:
+    return full(t.shape, fill_value, dtype=dtype if dtype is not None else t.dtype,
+                device=device if device is not None else t.device, requires_grad=requires_grad)
+
+
+def cat(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join tensors along an existing dimension; all other dimensions must match."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("cat: expected a non-empty list of tensors")
+    ndim = tensors[0].ndim
+    if ndim == 0:
+        raise ShapeError("cat: zero-dimensional tensors cannot be concatenated; use stack")
+    d = _axis(dim, ndim)
+    for i, t in enumerate(tensors[1:], start=1):
+        if t.ndim != ndim or t.shape[:d] + t.shape[d + 1:] != tensors[0].shape[:d] + tensors[0].shape[d + 1:]:
+            raise ShapeError(f"cat: tensor {i} has shape {t.shape} but tensor 0 has shape {tensors[0].shape}; "
+                             f"only dim {d} may differ")
+    common = tensors[0].dtype
+    for t in tensors[1:]:
+        common = dtypes.result_type(common, t.dtype)
+    return ops.Cat.apply(*[t.cast(common) for t in tensors], axis=d)
+
+
+def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
+    """Join tensors of equal shape along a new dimension."""
+    tensors = list(tensors)
+    if not tensors:
+        raise ValueError("stack: expected a non-empty list of tensors")
+    for i, t in enumerate(tensors[1:], start=1):
+        if t.shape != tensors[0].shape:
+            raise ShapeError(f"stack: tensor {i} has shape {t.shape} but tensor 0 has shape {tensors[0].shape}")
+    d = _axis(dim, tensors[0].ndim + 1)
+    return cat([t.unsqueeze(d) for t in tensors], dim=d)
+
+
+def where(condition: Tensor | Any, x: Tensor | Scalar, y: Tensor | Scalar) -> Tensor:
+    """Elementwise ``x if condition else y``; gradients flow to x and y, never to the condition."""
+    ref = next((v for v in (x, y, condition) if isinstance(v, Tensor)), None)
+    if ref is None:
+        raise TypeError("where: expected at least one Tensor argument")
+    xs = [v for v in (x, y) if isinstance(v, Tensor)]
+    common = xs[0].dtype if xs else dtypes.get_default_dtype()
+    for v in xs[1:]:
+        common = dtypes.result_type(common, v.dtype)
+    for v in (x, y):
+        if not isinstance(v, Tensor):
+            common = dtypes.result_type_with_scalar(common, v)
+    x = x.cast(common) if isinstance(x, Tensor) else ref.device.xp.asarray(x, dtype=common)
+    y = y.cast(common) if isinstance(y, Tensor) else ref.device.xp.asarray(y, dtype=common)
+    cond = condition if isinstance(condition, Tensor) else Tensor(condition, device=ref.device)
+    if cond.dtype != dtypes.bool_:
+        cond = cond.cast(dtypes.bool_)
+    return ops.Where.apply(cond, x, y)
+
+
+def maximum(a: Tensor, b: Any) -> Tensor:
+    return a.maximum(b)
+
+
+def minimum(a: Tensor, b: Any) -> Tensor:
+    return a.minimum(b)
+
+
+def from_dlpack(obj: Any) -> Tensor:
+    """Zero-copy view of any DLPack producer (numpy, cupy, torch...) as a tensor on the matching device."""
+    device_type, device_id = obj.__dlpack_device__()
+    if int(device_type) == 1:  # kDLCPU
+        return Tensor._wrap(np.from_dlpack(obj), Device("cpu"))
+    dev = Device(f"cuda:{device_id}")
+    with dev.context():
+        return Tensor._wrap(dev.xp.from_dlpack(obj), dev)
+
+
+def is_tensor(obj: Any) -> bool:
+    return isinstance(obj, Tensor)
