@@ -48,14 +48,16 @@ class Context:
 
     __slots__ = ("fn", "parents", "needs_input_grad", "saved", "saved_versions", "device", "xp", "__dict__")
 
+    parents: tuple[Any, ...]
+    needs_input_grad: list[bool]
+    saved_versions: list[tuple[Any, int]] | None
+
     def __init__(self, fn: type[Function], device: Any):
         self.fn = fn
         self.device = device
         self.xp = device.xp
         self.saved: Any = ()
-        self.saved_versions: list[tuple[Any, int]] | None = None
-        self.parents: tuple[Any, ...] = ()
-        self.needs_input_grad: tuple[bool, ...] = ()
+        # parents, needs_input_grad and saved_versions are set by Function.apply when it records the node
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep arrays for ``backward``; modifying their tensors in place afterwards is detected at backward time."""
@@ -91,16 +93,17 @@ class Function:
         Tensor = _Tensor
         device = None
         arrays = []
-        needs_grad = False
+        needs = []  # per argument: does it require grad?
         for a in args:
             if isinstance(a, Tensor):
                 if device is None:
                     device = a.device
                 elif a.device is not device:
                     raise _device_mismatch(cls, args)
-                needs_grad = needs_grad or a.requires_grad
+                needs.append(a.requires_grad)
                 arrays.append(a.data)
             else:
+                needs.append(False)
                 arrays.append(a)
         if device is None:
             raise TypeError(f"{cls.__name__}: expected at least one Tensor argument")
@@ -116,15 +119,14 @@ class Function:
         except (ValueError, IndexError, TypeError) as e:
             raise _explain(cls, args, e) from e
         result = Tensor._wrap(out, device)
-        if needs_grad and _grad_enabled and cls.differentiable:
+        if _grad_enabled and True in needs and cls.differentiable:
             ctx.parents = args
-            ctx.needs_input_grad = tuple(isinstance(a, Tensor) and a.requires_grad for a in args)
+            ctx.needs_input_grad = needs
             result.requires_grad = True
             result._ctx = ctx
             if cls.returns_view:
                 result._version = args[0]._version
-            if ctx.saved:
-                ctx.saved_versions = _versions_of(ctx.saved, args, result)
+            ctx.saved_versions = _versions_of(ctx.saved, args, result) if ctx.saved else None
         if event is not None:
             event.output = result
             for obs in dispatch.observers:
@@ -220,30 +222,38 @@ def is_grad_enabled() -> bool:
 
 # -- backward -----------------------------------------------------------------------------------------------
 def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
-    """Every tensor that requires grad and leads to ``roots``, each after all tensors computed from it.
+    """Every tensor that requires grad and leads to ``roots``, each before the tensors it was computed from.
 
-    Depth-first search with an explicit stack (no recursion), so a 100,000-op chain is fine.
+    Depth-first search with an explicit stack (no recursion), so a 100,000-op chain is fine. A node is appended to
+    ``order`` once all its inputs are; reversing that puts every tensor before its inputs.
     """
-    Tensor = _Tensor
     order: list[Tensor] = []
     visited: set[int] = set()
-    stack: list[tuple[Tensor, bool]] = [(r, False) for r in roots]
-    while stack:
-        t, children_done = stack.pop()
-        if children_done:
-            order.append(t)
+    for root in roots:
+        if id(root) in visited:
             continue
-        if id(t) in visited:
-            continue
-        visited.add(id(t))
-        stack.append((t, True))
-        ctx = t._ctx
-        if ctx is not None:
-            for p in ctx.parents:
-                if isinstance(p, Tensor) and p.requires_grad and id(p) not in visited:
-                    stack.append((p, False))
-    order.reverse()  # roots first, leaves last
+        visited.add(id(root))
+        stack = [(root, _grad_inputs(root))]
+        while stack:
+            node, pending = stack[-1]
+            while pending:
+                p = pending.pop()
+                if id(p) not in visited:
+                    visited.add(id(p))
+                    stack.append((p, _grad_inputs(p)))
+                    break
+            else:
+                stack.pop()
+                order.append(node)
+    order.reverse()
     return order
+
+
+def _grad_inputs(t: Tensor) -> list[Tensor]:
+    ctx = t._ctx
+    if ctx is None:
+        return []
+    return [p for p, need in zip(ctx.parents, ctx.needs_input_grad) if need]
 
 
 def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_graph: bool = False,

@@ -443,9 +443,9 @@ class Tensor:
         return self.shape == other.shape and bool((self.data == other.data).all())
 
     # -- unary math ----------------------------------------------------------------------------------------------
-    def _float_unary(self, op: type[Function], *args: Any) -> Tensor:
+    def _float_unary(self, op: type[Function], **options: Any) -> Tensor:
         x = self if dtypes.is_floating(self.dtype) else self.float()
-        return op.apply(x, *args)
+        return op.apply(x, **options)
 
     def exp(self) -> Tensor:
         return self._float_unary(ops.Exp)
@@ -469,7 +469,7 @@ class Tensor:
         return ops.Relu.apply(self)
 
     def gelu(self, approximate: str = "none") -> Tensor:
-        return self._float_unary(ops.Gelu, approximate)
+        return self._float_unary(ops.Gelu, approximate=approximate)
 
     def abs(self) -> Tensor:
         return ops.Abs.apply(self)
@@ -532,8 +532,8 @@ class Tensor:
     def amax(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None
              ) -> Tensor:
         axes, keep = _reduce_args(self, dim, keepdim, axis, keepdims)
-        if self.numel() == 0:
-            raise ValueError(f"max: cannot reduce a tensor of shape {self.shape} with no elements")
+        if _reduces_empty(self.shape, axes):
+            raise ValueError(f"max: cannot reduce over an empty dimension of shape {self.shape}")
         return ops.Max.apply(self, axes, keep)
 
     def amin(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None
@@ -572,8 +572,8 @@ class Tensor:
 
     def _arg(self, name: str, dim: Any, keepdim: bool, axis: Any, keepdims: bool | None) -> Tensor:
         axes, keep = _reduce_args(self, dim, keepdim, axis, keepdims)
-        if self.numel() == 0:
-            raise ValueError(f"{name}: cannot reduce a tensor of shape {self.shape} with no elements")
+        if _reduces_empty(self.shape, axes):
+            raise ValueError(f"{name}: cannot reduce over an empty dimension of shape {self.shape}")
         if axes is None:
             return ops.NoGradOp.apply(self.reshape(-1), name=name).long()
         if len(axes) != 1:
@@ -923,6 +923,11 @@ def _count(shape: tuple[int, ...], axes: tuple[int, ...] | None) -> int:
     return math.prod(shape) if axes is None else math.prod(shape[a] for a in axes)
 
 
+def _reduces_empty(shape: tuple[int, ...], axes: tuple[int, ...] | None) -> bool:
+    """True when a max/argmax would have to pick from zero elements (numpy raises; we explain)."""
+    return any(shape[a] == 0 for a in (range(len(shape)) if axes is None else axes))
+
+
 def _drop(shape: tuple[int, ...], axes: tuple[int, ...] | None, ndim: int) -> tuple[int, ...]:
     if axes is None:
         return ()
@@ -937,12 +942,18 @@ def _shape_args(shape: Sequence[Any]) -> tuple[int, ...]:
 
 
 def _index_arrays(index: Any, t: Tensor) -> Any:
-    """Tensors and lists inside an index become arrays on ``t``'s device."""
+    """Tensors and lists inside an index become arrays on ``t``'s device.
+
+    Like PyTorch, an index tensor may live on the cpu while ``t`` lives elsewhere: indices are small, so they are
+    copied over; any other device mix is an error."""
     def convert(part: Any) -> Any:
         if isinstance(part, Tensor):
-            if part.device is not t.device:
-                raise DeviceError(f"indexing a tensor on {t.device} with an index tensor on {part.device}")
-            return part.data
+            if part.device is t.device:
+                return part.data
+            if part.device.name == "cpu":
+                return transfer(part.data, part.device, t.device)
+            raise DeviceError(f"indexing a tensor on {t.device} with an index tensor on {part.device}; "
+                              f"move the index with .to('{t.device}')")
         if isinstance(part, list):
             return t.device.xp.asarray(part)
         return part

@@ -26,6 +26,8 @@ class Matmul(Function):
         a, b = ctx.saved_tensors
         xp = ctx.xp
         need_a, need_b = ctx.needs_input_grad
+        if a.ndim == 1 and b.ndim == 1:  # dot product: g is a scalar
+            return (g * b if need_a else None), (g * a if need_b else None)
         a2 = a[None, :] if a.ndim == 1 else a  # treat vectors as 1-row / 1-column matrices
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g
