@@ -186,11 +186,11 @@ class _GradMode:
         _grad_enabled = self._previous
 
     def __call__(self, fn: Callable[..., Any]) -> Callable[..., Any]:
-        mode = type(self)
+        enabled = self.enabled
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with mode():
+            with set_grad_enabled(enabled):
                 return fn(*args, **kwargs)
 
         return wrapper
@@ -209,11 +209,16 @@ class enable_grad(_GradMode):  # noqa: N801 - PyTorch name
 
 
 class set_grad_enabled(_GradMode):  # noqa: N801 - PyTorch name
+    """Set grad mode now (a plain call) or for a block (``with set_grad_enabled(False):``), like PyTorch."""
+
     def __init__(self, mode: bool):
-        self.enabled = bool(mode)
         global _grad_enabled
-        self._previous = _grad_enabled  # usable as a plain call too, like PyTorch
+        self.enabled = bool(mode)
+        self._previous = _grad_enabled
         _grad_enabled = self.enabled
+
+    def __enter__(self) -> None:
+        pass  # the mode was already set by __init__; __exit__ restores the one before it
 
 
 def is_grad_enabled() -> bool:

@@ -788,7 +788,11 @@ class Tensor:
         """Overwrite the values with ``source`` (broadcast, converted to this dtype and moved to this device)."""
         self._check_plain_write("copy_")
         src = source.to(self.device).data if isinstance(source, Tensor) else source
-        self.data[...] = src
+        try:
+            self.data[...] = src
+        except ValueError:
+            raise ShapeError(f"copy_: cannot copy shape {tuple(getattr(src, 'shape', ()))} into "
+                             f"{self.shape}") from None
         self._version[0] += 1
         return self
 
@@ -848,7 +852,7 @@ def _to_device(t: Tensor, dev: Device) -> Tensor:
     if t.requires_grad and autograd.is_grad_enabled():
         ctx = Context(ToDevice, dev)
         ctx.source, ctx.target = t.device, dev
-        ctx.parents, ctx.needs_input_grad = (t,), (True,)
+        ctx.parents, ctx.needs_input_grad, ctx.saved_versions = (t,), [True], None
         out.requires_grad, out._ctx = True, ctx
     return out
 

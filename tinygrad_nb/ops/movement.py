@@ -5,7 +5,8 @@ from typing import Any
 
 import numpy as np
 
-from ..autograd import Context, Function
+from .. import determinism
+from ..autograd import Context, Function, ShapeError
 from .elementwise import unbroadcast
 
 
@@ -17,7 +18,11 @@ class Reshape(Function):
     @staticmethod
     def forward(ctx: Context, a: Any, shape: tuple[int, ...]) -> Any:
         ctx.shape = a.shape
-        return a.reshape(shape)
+        try:
+            return a.reshape(shape)
+        except ValueError:
+            raise ShapeError(f"reshape: cannot view shape {tuple(a.shape)} ({a.size} elements) as {tuple(shape)}"
+                             ) from None
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, None]:
@@ -76,6 +81,7 @@ class GetItem(Function):
         if is_basic_index(ctx.index):
             da[ctx.index] = g
         else:
+            determinism.check(ctx.device, "GetItem.backward")  # atomics on cupy: raises in deterministic mode
             xp.add.at(da, ctx.index, g)
         return da, None
 
