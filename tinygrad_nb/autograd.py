@@ -34,6 +34,10 @@ if TYPE_CHECKING:
 _Tensor: Any = None  # tensor.py installs the Tensor class here (the two modules need each other)
 _grad_enabled = True
 _FREED = object()  # marks a node whose saved arrays were released by a backward without retain_graph
+# The dispatch tables, bound once: they are mutated in place, never rebound, and this saves two attribute lookups on
+# every op call.
+_overrides = dispatch.overrides
+_observers = dispatch.observers
 
 
 class ShapeError(ValueError):
@@ -90,38 +94,39 @@ class Function:
 
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
+        """Run ``forward`` on the arguments' arrays now; record a graph node when a gradient will be needed."""
         Tensor = _Tensor
         device = None
         arrays = []
-        needs = []  # per argument: does it require grad?
+        any_requires_grad = False
         for a in args:
             if isinstance(a, Tensor):
                 if device is None:
                     device = a.device
                 elif a.device is not device:
                     raise _device_mismatch(cls, args)
-                needs.append(a.requires_grad)
+                if a.requires_grad:
+                    any_requires_grad = True
                 arrays.append(a.data)
             else:
-                needs.append(False)
                 arrays.append(a)
         if device is None:
             raise TypeError(f"{cls.__name__}: expected at least one Tensor argument")
-        impl = dispatch.overrides.get((cls, device.type), cls) if dispatch.overrides else cls
+        impl = _overrides.get((cls, device.type), cls) if _overrides else cls
         ctx = Context(impl, device)
         event = None
-        if dispatch.observers:
+        if _observers:
             event = OpEvent("forward", cls.__name__, device, args, ctx=ctx)
-            for obs in dispatch.observers:
+            for obs in _observers:
                 obs.op_begin(event)
         try:
             out = impl.forward(ctx, *arrays, **kwargs)
         except (ValueError, IndexError, TypeError) as e:
             raise _explain(cls, args, e) from e
         result = Tensor._wrap(out, device)
-        if _grad_enabled and True in needs and cls.differentiable:
+        if any_requires_grad and _grad_enabled and cls.differentiable:
             ctx.parents = args
-            ctx.needs_input_grad = needs
+            ctx.needs_input_grad = [isinstance(a, Tensor) and a.requires_grad for a in args]
             result.requires_grad = True
             result._ctx = ctx
             if cls.returns_view:
@@ -129,7 +134,7 @@ class Function:
             ctx.saved_versions = _versions_of(ctx.saved, args, result) if ctx.saved else None
         if event is not None:
             event.output = result
-            for obs in dispatch.observers:
+            for obs in _observers:
                 obs.op_end(event)
         return result
 
@@ -245,7 +250,9 @@ def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
                 p = pending.pop()
                 if id(p) not in visited:
                     visited.add(id(p))
-                    stack.append((p, _grad_inputs(p)))
+                    ctx = p._ctx  # inlined _grad_inputs: this loop runs once per graph node
+                    stack.append((p, [q for q, need in zip(ctx.parents, ctx.needs_input_grad) if need]
+                                  if ctx is not None else []))
                     break
             else:
                 stack.pop()
@@ -294,9 +301,9 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
         if ctx.saved_versions:
             _check_versions(ctx)
         event = None
-        if dispatch.observers:
+        if _observers:
             event = OpEvent("backward", ctx.fn.__name__, ctx.device, (g,), ctx=ctx)
-            for obs in dispatch.observers:
+            for obs in _observers:
                 obs.op_begin(event)
         in_grads = ctx.fn.backward(ctx, g)
         if not isinstance(in_grads, tuple):
@@ -306,22 +313,29 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
                                f"{len(ctx.parents)} input(s); return one per input (None for non-tensors)")
         if event is not None:
             event.output = in_grads
-            for obs in dispatch.observers:
+            for obs in _observers:
                 obs.op_end(event)
-        for i, (parent, pg, need) in enumerate(zip(ctx.parents, in_grads, ctx.needs_input_grad)):
+        for parent, pg, need in zip(ctx.parents, in_grads, ctx.needs_input_grad):
             if not need or pg is None:
                 continue
-            if pg.shape != parent.data.shape:
-                raise RuntimeError(f"{ctx.fn.__name__}.backward returned a gradient of shape {tuple(pg.shape)} for "
-                                   f"input {i}, which has shape {tuple(parent.data.shape)}")
-            if pg.dtype != parent.data.dtype:
-                pg = pg.astype(parent.data.dtype)
+            data = parent.data
+            if pg.shape != data.shape or pg.dtype != data.dtype:
+                pg = _fit_gradient(ctx, parent, pg)
             key = id(parent)
             grads[key] = grads[key] + pg if key in grads else pg
         if not retain_graph:
             ctx.saved = _FREED
             ctx.saved_versions = None
     return captured
+
+
+def _fit_gradient(ctx: Context, parent: Tensor, pg: Any) -> Any:
+    """A gradient must match its input's shape (else the op's backward is wrong) and dtype (cast silently)."""
+    if pg.shape != parent.data.shape:
+        index = next(i for i, p in enumerate(ctx.parents) if p is parent)
+        raise RuntimeError(f"{ctx.fn.__name__}.backward returned a gradient of shape {tuple(pg.shape)} for "
+                           f"input {index}, which has shape {tuple(parent.data.shape)}")
+    return pg.astype(parent.data.dtype)
 
 
 def _accumulate(t: Tensor, g: Any, stored: set[int]) -> None:

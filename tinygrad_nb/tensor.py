@@ -283,7 +283,7 @@ class Tensor:
         a = self
         if isinstance(other, Tensor):
             b = other
-            if a.dtype != b.dtype:
+            if a.data.dtype is not b.data.dtype and a.dtype != b.dtype:  # identity first: the common, cheap case
                 common = dtypes.result_type(a.dtype, b.dtype)
                 a, b = a.cast(common), b.cast(common)
         elif isinstance(other, (int, float, bool, np.number, np.bool_)):
