@@ -512,12 +512,12 @@ def test_call_without_hooks_goes_straight_to_forward(monkeypatch: pytest.MonkeyP
         layer(tg.ones(1, 2))
 
 
-def test_linear_forward_is_three_ops() -> None:
+def test_linear_forward_is_one_fused_op() -> None:
     layer = nn.Linear(4, 3)
     recorder = OpRecorder()
     with dispatch.add_observer(recorder):
         layer(tg.ones(2, 4))
-    assert recorder.ops == ["Permute", "Matmul", "Add"]
+    assert recorder.ops == ["Linear"]
 
 
 # -- repr ----------------------------------------------------------------------------------------------------------

@@ -258,3 +258,18 @@ def test_comparisons_and_logic_have_no_gradient(dev: str) -> None:
     assert not mask.requires_grad and mask.grad_fn is None
     assert to_np(x.isfinite()).all()
     assert to_np((x >= 1.0) | (x < -1)).tolist() == [True, True, True]
+
+
+@pytest.mark.parametrize("x_shape,bias", [((5, 3), True), ((2, 4, 3), True), ((3,), False), ((0, 3), True)])
+def test_linear_matches_matmul_composition(dev: str, x_shape: tuple[int, ...], bias: bool) -> None:
+    rng = np.random.default_rng(3)
+    x, w, b = rng.normal(size=x_shape), rng.normal(size=(2, 3)), rng.normal(size=2)
+    args = [t64(x, dev), t64(w, dev)] + ([t64(b, dev)] if bias else [])
+    expected = x @ w.T + (b if bias else 0)
+    np.testing.assert_allclose(to_np(tg.ops.Linear.apply(*args)), expected, rtol=1e-12)
+    assert tg.gradcheck(tg.ops.Linear.apply, args)
+
+
+def test_linear_shape_error_names_both_shapes() -> None:
+    with pytest.raises(tg.ShapeError, match=r"linear: input of shape \(4, 5\) does not fit weight of shape \(2, 3\)"):
+        tg.ops.Linear.apply(tg.zeros(4, 5), tg.zeros(2, 3))

@@ -16,6 +16,14 @@ from .tensor import (RemovableHandle, Tensor, arange, cat, empty, eye, from_dlpa
                      is_tensor, linspace, maximum, minimum, ones, ones_like, rand, rand_like, randint, randn,
                      randn_like, randperm, stack, tensor, where, zeros, zeros_like)
 
+# Built on the core above (see DESIGN.md for the dependency direction).
+from . import nn, optim  # noqa: E402
+from .checkpoint import Checkpoint, CheckpointError, load, register_migration, save, suggest_key_mapping  # noqa: E402
+from .determinism import DeterminismError, deterministic  # noqa: E402
+from .fingerprint import Fingerprint, fingerprint  # noqa: E402
+from .profiler import profile  # noqa: E402
+from . import debug, track  # noqa: E402
+
 __version__ = "0.1.0"
 bool = bool_  # noqa: A001 - PyTorch spells the dtype tinygrad_nb.bool
 float = float32  # noqa: A001

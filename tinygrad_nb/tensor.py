@@ -602,8 +602,11 @@ class Tensor:
         return e / e.sum(dim, keepdim=True)
 
     def log_softmax(self, dim: int = -1) -> Tensor:
-        """x - logsumexp(x) along ``dim``."""
-        return self - self.logsumexp(dim, keepdim=True)
+        """x - logsumexp(x) along ``dim`` (one fused primitive, see ``ops.LogSoftmax``)."""
+        x = self if dtypes.is_floating(self.dtype) else self.float()
+        if x.ndim == 0:
+            return x - x  # log_softmax of a single value is 0
+        return ops.LogSoftmax.apply(x, _axis(dim, x.ndim))
 
     # -- movement ------------------------------------------------------------------------------------------------
     def reshape(self, *shape: Any) -> Tensor:

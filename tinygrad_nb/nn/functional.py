@@ -29,11 +29,13 @@ __all__ = ["linear", "relu", "gelu", "tanh", "sigmoid", "softmax", "log_softmax"
 # -- layers ---------------------------------------------------------------------------------------------------------
 def linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:  # noqa: A002 - PyTorch names
     """y = x W^T + b, with W of shape (out_features, in_features) and x of shape (..., in_features)."""
-    if input.ndim == 0 or input.shape[-1] != weight.shape[-1]:
-        raise ShapeError(f"linear: input of shape {input.shape} does not fit weight of shape {weight.shape} "
-                         f"(expected the input's last dimension to be {weight.shape[-1]})")
-    out = input @ weight.T  # a transposed view: BLAS reads it as is, no copy
-    return out + bias if bias is not None else out
+    if input.dtype != weight.dtype:  # promote like x @ W.T would
+        common = dtypes.result_type(input.dtype, weight.dtype)
+        input, weight = input.to(dtype=common), weight.to(dtype=common)
+        bias = bias.to(dtype=common) if bias is not None else None
+    if bias is None:
+        return ops.Linear.apply(input, weight)
+    return ops.Linear.apply(input, weight, bias)
 
 
 def relu(input: Tensor) -> Tensor:  # noqa: A002

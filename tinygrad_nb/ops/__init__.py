@@ -2,12 +2,13 @@
 from .elementwise import (Abs, Add, Cast, Clamp, Div, Exp, Gelu, Log, Maximum, Minimum, Mul, Neg, NoGradOp, Pow, Relu,
                           Sigmoid, Sqrt, Sub, Tanh, Where, unbroadcast)
 from ..autograd import ShapeError
-from .matmul import Matmul
+from .matmul import Linear, Matmul
 from .movement import Cat, Expand, GetItem, Pad, Permute, Reshape
 from .nn import Unfold
-from .reduce import Max, Sum
+from .reduce import LogSoftmax, Max, Sum
 
 PRIMITIVES = (Add, Sub, Mul, Div, Pow, Maximum, Minimum, Where, Neg, Exp, Log, Sqrt, Tanh, Sigmoid, Relu, Gelu, Abs,
-              Clamp, Cast, Sum, Max, Reshape, Permute, Expand, GetItem, Cat, Pad, Matmul, Unfold, NoGradOp)
+              Clamp, Cast, Sum, Max, LogSoftmax, Reshape, Permute, Expand, GetItem, Cat, Pad, Matmul, Linear, Unfold,
+              NoGradOp)
 
 __all__ = [op.__name__ for op in PRIMITIVES] + ["PRIMITIVES", "ShapeError", "unbroadcast"]

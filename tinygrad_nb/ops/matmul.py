@@ -37,13 +37,59 @@ class Matmul(Function):
             g2 = xp.expand_dims(g2, -1)
         da = db = None
         if need_a:
-            da = g2 @ xp.swapaxes(b2, -1, -2)
+            da = _matmul_like(g2, xp.swapaxes(b2, -1, -2), a)
             if a.ndim == 1:
                 da = da.reshape(da.shape[:-2] + da.shape[-1:])
             da = unbroadcast(da, a.shape)
         if need_b:
-            db = xp.swapaxes(a2, -1, -2) @ g2
+            db = _matmul_like(xp.swapaxes(a2, -1, -2), g2, b)
             if b.ndim == 1:
                 db = db.reshape(db.shape[:-1])
             db = unbroadcast(db, b.shape)
         return da, db
+
+
+class Linear(Function):
+    """out = x W^T + b for x of shape (..., in), W (out, in), b (out,) or None;
+    dx = g W,  dW = g^T x (over all leading axes),  db = g summed over all leading axes.
+
+    A primitive rather than ``x @ W.T + b`` because every layer of every MLP runs it: one graph node instead of three
+    (Permute, Matmul, Add), and dW comes out in W's own row-major layout for the optimizer's in-place update.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, w: Any, b: Any = None) -> Any:
+        if x.ndim == 0 or w.ndim != 2 or x.shape[-1] != w.shape[1]:
+            raise ShapeError(f"linear: input of shape {tuple(x.shape)} does not fit weight of shape {tuple(w.shape)}"
+                             f" (expected the input's last dimension to be {w.shape[-1]})")
+        if b is not None and tuple(b.shape) != (w.shape[0],):
+            raise ShapeError(f"linear: bias of shape {tuple(b.shape)} does not fit weight of shape "
+                             f"{tuple(w.shape)} (expected ({w.shape[0]},))")
+        ctx.save_for_backward(x, w)
+        out = x @ w.T
+        if b is not None:
+            out += b  # out is a fresh array: adding in place saves a temporary
+        return out
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, Any, Any]:
+        x, w = ctx.saved_tensors
+        needs = ctx.needs_input_grad  # two entries when called without a bias
+        g2 = g.reshape(-1, g.shape[-1])  # leading axes are one batch
+        dx = (g @ w) if needs[0] else None
+        dw = g2.T @ x.reshape(-1, x.shape[-1]) if needs[1] else None
+        if len(needs) == 2:
+            return dx, dw
+        return dx, dw, (g2.sum(axis=0) if needs[2] else None)
+
+
+def _matmul_like(x: Any, y: Any, like: Any) -> Any:
+    """x @ y, laid out in memory like ``like`` when that is a transposed 2-D array.
+
+    ``x @ W.T`` (every Linear layer) saves the transposed view ``W.T``; computing its gradient as (y^T x^T)^T gives a
+    column-major result, so the transpose back to ``W``'s shape is row-major like ``W`` and the optimizer's
+    in-place update ``W -= lr * grad`` runs over two contiguous arrays (about 7x faster than a strided one).
+    """
+    if like.ndim == 2 and x.ndim == 2 and y.ndim == 2 and like.flags.f_contiguous and not like.flags.c_contiguous:
+        return (y.T @ x.T).T
+    return x @ y

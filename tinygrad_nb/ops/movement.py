@@ -36,7 +36,10 @@ class Permute(Function):
 
     @staticmethod
     def forward(ctx: Context, a: Any, axes: tuple[int, ...]) -> Any:
-        ctx.inverse = tuple(int(i) for i in np.argsort(axes))
+        inverse = [0] * len(axes)
+        for position, axis in enumerate(axes):
+            inverse[axis] = position
+        ctx.inverse = tuple(inverse)
         return a.transpose(axes)
 
     @staticmethod
