@@ -28,3 +28,16 @@ __version__ = "0.1.0"
 bool = bool_  # noqa: A001 - PyTorch spells the dtype tinygrad_nb.bool
 float = float32  # noqa: A001
 int = int32  # noqa: A001
+
+
+def load_ipython_extension(ipython: object) -> None:
+    """``%load_ext tinygrad_nb``: register the magics and the cell hooks (see docs/magics.md)."""
+    from .notebook.extension import load_ipython_extension as load  # noqa: PLC0415 - IPython only when asked
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: object) -> None:
+    from .notebook.extension import unload_ipython_extension as unload  # noqa: PLC0415
+
+    unload(ipython)
