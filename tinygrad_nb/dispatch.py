@@ -17,6 +17,8 @@ if TYPE_CHECKING:
 
 overrides: dict[tuple[type, str], type] = {}
 observers: list[Observer] = []
+# Called with every new ObserverHandle (empty unless a tool such as the notebook extension wants to own them).
+observer_listeners: list[Any] = []
 
 
 @dataclass
@@ -49,10 +51,21 @@ class ObserverHandle:
 
     def __init__(self, observer: Observer):
         self.observer = observer
+        self._removed = False
 
     def remove(self) -> None:
+        """Detach the observer; only the first call does anything, so a stale handle cannot detach the same
+        observer object after it was added again."""
+        if self._removed:
+            return
+        self._removed = True
         if self.observer in observers:
             observers.remove(self.observer)
+
+    @property
+    def active(self) -> bool:
+        """True until the observer is removed through this handle."""
+        return not self._removed
 
     def __enter__(self) -> ObserverHandle:
         return self
@@ -63,7 +76,10 @@ class ObserverHandle:
 
 def add_observer(observer: Observer) -> ObserverHandle:
     observers.append(observer)
-    return ObserverHandle(observer)
+    handle = ObserverHandle(observer)
+    for listener in observer_listeners:
+        listener(handle)
+    return handle
 
 
 def register_override(op: type[Function], device_type: str, implementation: type[Function]) -> None:

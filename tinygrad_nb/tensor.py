@@ -35,6 +35,11 @@ class RemovableHandle:
     def remove(self) -> None:
         self._hooks.pop(self.id, None)
 
+    @property
+    def active(self) -> bool:
+        """True until the hook is removed."""
+        return self.id in self._hooks
+
     def __enter__(self) -> RemovableHandle:
         return self
 

@@ -18,6 +18,10 @@ from ..tensor import RemovableHandle, Tensor
 from .hooks import BackwardHookCall
 from .parameter import Parameter
 
+# Called with every module hook handle as it is created. Empty (so free) unless a tool needs to know, e.g. the
+# notebook extension, which makes the cell that registered a hook own it and removes it when the cell re-runs.
+hook_listeners: list[Callable[[RemovableHandle], None]] = []
+
 
 class StateDictKeyError(KeyError, RuntimeError):
     """``load_state_dict(strict=True)``: keys missing from or unexpected in the state dict.
@@ -438,12 +442,14 @@ class Module:
         """``hook(module, args)`` runs before ``forward``; returning a value (or tuple) replaces ``args``."""
         handle = RemovableHandle(self._forward_pre_hooks)
         self._forward_pre_hooks[handle.id] = hook
+        _announce(handle)
         return handle
 
     def register_forward_hook(self, hook: Callable[[Module, tuple[Any, ...], Any], Any]) -> RemovableHandle:
         """``hook(module, args, output)`` runs after ``forward``; returning a value replaces the output."""
         handle = RemovableHandle(self._forward_hooks)
         self._forward_hooks[handle.id] = hook
+        _announce(handle)
         return handle
 
     def register_full_backward_hook(
@@ -458,6 +464,7 @@ class Module:
         """
         handle = RemovableHandle(self._backward_hooks)
         self._backward_hooks[handle.id] = hook
+        _announce(handle)
         return handle
 
     # -- printing -----------------------------------------------------------------------------------------------
@@ -502,3 +509,8 @@ def _move_in_place(t: Tensor, device: Device | None, dtype: Any) -> None:
     t.data = moved.data
     t.device = moved.device
     t._version[0] += 1  # same values maybe, but a new array: checkpoints must not treat it as unchanged
+
+
+def _announce(handle: RemovableHandle) -> None:
+    for listener in hook_listeners:
+        listener(handle)
