@@ -11,6 +11,8 @@ Column types:
 """
 from __future__ import annotations
 
+import os
+
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -55,7 +57,9 @@ class Schema(Sequence[ColumnInfo]):
                             for c in self.columns]
         widths = [max(len(row[i]) for row in cells) for i in range(len(header))]
         lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in cells]
-        return f"{self.rows} rows x {len(self.columns)} columns from {self.source}\n" + "\n".join(lines)
+        # the file name only: a full path would make notebook outputs differ from machine to machine
+        name = os.path.basename(self.source) or self.source
+        return f"{self.rows} rows x {len(self.columns)} columns from {name}\n" + "\n".join(lines)
 
 
 class Table:
