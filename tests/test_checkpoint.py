@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import queue
 import random
 import signal
 import struct
@@ -22,6 +24,7 @@ import safetensors.numpy
 
 import tinygrad_nb as tg
 from tinygrad_nb import checkpoint
+from tinygrad_nb import io as tio
 from tinygrad_nb.checkpoint import (
     FORMAT_VERSION,
     CheckpointError,
@@ -272,19 +275,166 @@ def test_garbage_and_foreign_files(tmp_path: Path) -> None:
 
 
 # -- atomic writes -------------------------------------------------------------------------------------------------
-def test_interrupted_save_keeps_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("durable", [True, False], ids=["durable", "not-durable"])
+def test_interrupted_save_keeps_previous_checkpoint(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                    durable: bool) -> None:
     path = saved(tmp_path)
     before = path.read_bytes()
+    real_write = checkpoint.write_safetensors
+    calls = []
 
-    def half_then_interrupt(f: Any, arrays: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
-        f.write(b"\0" * 1000)
-        raise KeyboardInterrupt
+    def half_then_interrupt(f: Any, arrays: dict[str, np.ndarray], metadata: dict[str, str], **kw: Any) -> None:
+        """The real writer, stopped by Ctrl-C once half the file is out (and handed to the kernel's writeback)."""
+        class Half:
+            written = 0
+
+            def write(self, data: Any) -> int:
+                n = f.write(data)
+                self.written += n
+                if self.written > 32 * 1024 * 1024:
+                    raise KeyboardInterrupt
+                return n
+
+            def flush(self) -> None:
+                f.flush()
+
+            def fileno(self) -> int:
+                return f.fileno()
+
+        calls.append(kw)
+        real_write(Half(), arrays, metadata, **kw)
 
     monkeypatch.setattr(checkpoint, "write_safetensors", half_then_interrupt)
+    big = DictModel({f"w{i}": tg.ones(1024, 1024) for i in range(16)})  # 64 MB
     with pytest.raises(KeyboardInterrupt):
-        save(path, model=DictModel({"w": tg.ones(100)}), step=99)
+        save(path, model=big, step=99, durable=durable, fingerprint=False)
+    assert calls == [{"writeback": True}]
     assert path.read_bytes() == before and load(path).step == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]  # the temporary file is gone
+
+
+@pytest.mark.parametrize("durable", [True, False], ids=["durable", "not-durable"])
+def test_durable_fsyncs_before_the_rename(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, durable: bool) -> None:
+    """durable=True: the file's data is fsynced before the rename, the folder after; durable=False: no fsync. Both
+    replace atomically and write the same bytes."""
+    path = saved(tmp_path)
+    events: list[str] = []
+    real_fsync, real_replace = tio.os.fsync, tio.os.replace
+
+    def fsync(fd: int) -> None:
+        events.append("fsync dir" if Path(f"/proc/self/fd/{fd}").resolve() == tmp_path.resolve() else "fsync file")
+        real_fsync(fd)
+
+    def replace(src: Any, dst: Any) -> None:
+        events.append("replace")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(tio.os, "fsync", fsync)
+    monkeypatch.setattr(tio.os, "replace", replace)
+    model = DictModel(all_dtype_tensors())
+    save(path, model=model, step=5, durable=durable, fingerprint=False)
+    monkeypatch.undo()
+    if durable:
+        expected = ["fsync file", "replace", "fsync dir"] if Path("/proc/self/fd").is_dir() else \
+            ["fsync file", "replace", "fsync file"]
+        assert events == expected
+    else:
+        assert events == ["replace"]
+    ckpt = load(path)
+    assert ckpt.step == 5
+    for name, t in model.tensors.items():  # byte for byte, either way
+        assert ckpt.model_state[name].numpy().tobytes() == np.ascontiguousarray(t.numpy()).tobytes(), name
+    other = save(tmp_path / "other.safetensors", model=model, step=5, durable=not durable, fingerprint=False)
+    n, header = header_of(path)
+    n2, header2 = header_of(other)
+    for h in (header, header2):
+        h["__metadata__"].pop("manifest_xxh3_128")
+        h["__metadata__"]["manifest"] = {k: v for k, v in json.loads(h["__metadata__"]["manifest"]).items()
+                                         if k != "created"}
+    assert header == header2 and path.read_bytes()[8 + n:] == other.read_bytes()[8 + n2:]
+
+
+def test_replaced_file_is_released_in_the_background(tmp_path: Path) -> None:
+    """Saving over a large checkpoint frees the old file on the io module's thread; nothing stays open after
+    wait_for_released, and tensors still mapped from the old file keep their values."""
+    path = tmp_path / "c.safetensors"
+    first = {f"w{i}": tg.full((1024, 1024), float(i)) for i in range(4)}  # 16 MB: above the 8 MB threshold
+    save(path, model=DictModel(first), fingerprint=False)
+    old = load(path)  # mmap of the first file
+    tio.wait_for_released()
+    fds_before = _open_fds()
+    for step in range(3):
+        save(path, model=DictModel({k: v + 1 for k, v in first.items()}), step=step, fingerprint=False)
+    tio.wait_for_released()
+    assert _open_fds() == fds_before
+    assert old.model_state["w3"].numpy()[0, 0] == 3.0 and load(path).model_state["w3"].numpy()[0, 0] == 4.0
+    assert sorted(p.name for p in tmp_path.iterdir()) == [path.name]
+
+
+def _open_fds() -> set[str] | None:
+    folder = Path("/proc/self/fd")
+    return {p.name for p in folder.iterdir()} if folder.is_dir() else None
+
+
+def test_release_queue_after_fork_closes_the_childs_copies(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    fd = os.open(tmp_path, os.O_RDONLY)
+    pending: queue.Queue[int] = queue.Queue()
+    pending.put(fd)
+    monkeypatch.setattr(tio, "_release_queue", pending)
+    tio._after_fork_in_child()
+    assert tio._release_queue is None
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed
+
+
+def test_atomic_write_keeps_its_api(tmp_path: Path) -> None:
+    tio.atomic_write(tmp_path / "a.txt", "text")
+    tio.atomic_write(tmp_path / "a.txt", b"bytes", durable=False)
+    assert (tmp_path / "a.txt").read_bytes() == b"bytes"
+    with tio.atomic_open(tmp_path / "b.txt", "w") as f:
+        f.write("x")
+    with pytest.raises(ValueError), tio.atomic_open(tmp_path / "c.txt", "a"):
+        pass
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.txt", "b.txt"]
+
+
+def test_optimizer_is_saved_without_copying_its_state(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """save reads an Optimizer's moments in place (no state_dict() copies) and stores exactly what state_dict() would
+    give; an optimizer class with its own state_dict() is still asked for it."""
+    from tinygrad_nb import nn, optim
+    from tinygrad_nb.optim import optimizer as optimizer_module
+
+    model = nn.Sequential(nn.Linear(4, 3), nn.Linear(3, 2))
+    opt = optim.Adam([{"params": model[0].parameters()}, {"params": model[1].parameters(), "lr": 0.5}], lr=1e-3,
+                     betas=(0.8, 0.9))
+    for p in model.parameters():
+        p.grad = tg.randn(*p.shape)
+    opt.step()
+    copies = []
+    real_copy = optimizer_module._copy_value
+    monkeypatch.setattr(optimizer_module, "_copy_value", lambda v: copies.append(v) or real_copy(v))
+    fast = save(tmp_path / "fast.safetensors", model=model, optimizer=opt, fingerprint=False)
+    assert copies == []
+    monkeypatch.undo()
+    copied = save(tmp_path / "copied.safetensors", model=model, optimizer=StateHolder(opt.state_dict()),
+                  fingerprint=False)
+    a, b = load(fast), load(copied)
+    assert a.manifest["optimizer"]["state"] == b.manifest["optimizer"]["state"]
+    assert a.manifest["tensors"] == b.manifest["tensors"]
+    for name in a.tensors:
+        assert a.tensors[name].numpy().tobytes() == b.tensors[name].numpy().tobytes(), name
+    fresh = optim.Adam([{"params": model[0].parameters()}, {"params": model[1].parameters(), "lr": 0.5}])
+    load(fast, optimizer=fresh)
+    assert fresh.param_groups[1]["lr"] == 0.5 and fresh.param_groups[0]["betas"] == (0.8, 0.9)
+
+    class Custom(optim.SGD):
+        def state_dict(self) -> dict[str, Any]:
+            state = super().state_dict()
+            state["custom"] = 7
+            return state
+
+    custom = save(tmp_path / "custom.safetensors", optimizer=Custom(model.parameters(), lr=0.1), fingerprint=False)
+    assert load(custom).optimizer_state["custom"] == 7
 
 
 WRITER = """

@@ -15,8 +15,10 @@ The manifest holds everything that is not a tensor: library version, creation ti
 tensor replaced by ``{"__tensor__": name}``, a table of every tensor's dtype, shape, device and xxh3-128 hash, and the
 run fingerprint. docs/checkpoints.md describes every field.
 
-Files are written by a small streaming writer (no second copy of the tensors in memory) through
-:func:`tinygrad_nb.io.atomic_open`, so a crash or Ctrl-C mid-save leaves the previous file intact. Reading parses and
+Files are written by a small streaming writer through :func:`tinygrad_nb.io.atomic_open`, so a crash or Ctrl-C
+mid-save leaves the previous file intact (and with ``durable=True``, the default, a power loss too). No tensor is
+copied on the way: the arrays of the model, of an :class:`~tinygrad_nb.optim.Optimizer` (read without its copying
+``state_dict()``) and of ``extra`` are hashed and written straight from their own memory. Reading parses and
 checks the header first (so truncated and garbage files get a clear :class:`CheckpointError`), then reads all tensor
 bytes with one ``readinto`` into one buffer, of which each tensor is a view.
 """
@@ -40,13 +42,15 @@ import xxhash
 
 from . import dtype as dtypes
 from .device import Device, DeviceError
-from .io import atomic_open
+from .io import atomic_open, start_writeback
+from .optim.optimizer import Optimizer
 from .random import get_rng_state, set_rng_state
 from .tensor import Tensor
 
 FORMAT_VERSION = 2
 FORMAT_NAME = "tinygrad_nb.checkpoint"
 _MAX_HEADER_BYTES = 100 * 1024 * 1024
+_WRITEBACK_EVERY = 8 * 1024 * 1024  # save starts the disk writes every 8 MiB (see write_safetensors)
 
 # numpy dtype name <-> safetensors dtype code
 _SAFETENSORS_DTYPES = {"bool": "BOOL", "uint8": "U8", "int8": "I8", "int16": "I16", "uint16": "U16",
@@ -107,13 +111,19 @@ class Checkpoint:
 
 # -- save ------------------------------------------------------------------------------------------------------
 def save(path: str | os.PathLike[str], model: Any = None, optimizer: Any = None, scheduler: Any = None,
-         loader: Any = None, step: int | None = None, extra: Any = None, fingerprint: Any = True) -> Path:
+         loader: Any = None, step: int | None = None, extra: Any = None, fingerprint: Any = True,
+         durable: bool = True) -> Path:
     """Write one checkpoint file holding the state of everything given. Returns the path.
 
     ``model``, ``optimizer``, ``scheduler`` and ``loader`` are anything with ``state_dict()``. ``extra`` is your own
     data: JSON values (dicts, lists, str, numbers, bool, None), tuples, numpy scalars, arrays and tensors.
     ``fingerprint``: True computes :func:`tinygrad_nb.fingerprint.fingerprint` for ``model``; pass a Fingerprint
     (or its dict) to store your own, or False to store none.
+
+    The file is replaced atomically: a crash, kill or Ctrl-C during ``save`` leaves the previous file intact.
+    ``durable=True`` also fsyncs it before the rename (and the folder after), so that a power loss or OS crash cannot
+    leave a damaged or missing checkpoint either, and the checkpoint is on disk when ``save`` returns;
+    ``durable=False`` skips the fsyncs (faster; like ``torch.save``): see docs/checkpoints.md for the trade-off.
     """
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
@@ -135,7 +145,7 @@ def save(path: str | os.PathLike[str], model: Any = None, optimizer: Any = None,
         entry: dict[str, Any] = {"class": type(obj).__name__}
         if section == "model":
             entry["versions"] = _module_versions(obj)
-        entry["state"] = encoder.encode(obj.state_dict(), (section,))
+        entry["state"] = encoder.encode(_state_dict(obj), (section,))
         manifest[section] = entry
     manifest["extra"] = encoder.encode(extra, ("extra",))
     manifest["rng"] = _capture_rng()
@@ -144,9 +154,36 @@ def save(path: str | os.PathLike[str], model: Any = None, optimizer: Any = None,
     text = json.dumps(manifest, separators=(",", ":"))
     metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "manifest": text,
                 "manifest_xxh3_128": xxhash.xxh3_128_hexdigest(text.encode())}
-    with atomic_open(path, "wb") as f:
-        write_safetensors(f, arrays, metadata)
+    with atomic_open(path, "wb", durable=durable) as f:
+        write_safetensors(f, arrays, metadata, writeback=True)
     return path
+
+
+def _state_dict(obj: Any) -> Any:
+    """``obj.state_dict()``, except for an optimizer that keeps the base class's: the same layout without copying its
+    moments (``Optimizer.state_dict`` copies every tensor so that later steps cannot change it; ``save`` writes the
+    bytes right away, so it can read them in place)."""
+    if isinstance(obj, Optimizer) and type(obj).state_dict is Optimizer.state_dict:
+        return _optimizer_state_view(obj)
+    return obj.state_dict()
+
+
+def _optimizer_state_view(opt: Optimizer) -> dict[str, Any]:
+    """What ``Optimizer.state_dict()`` returns (parameters replaced by their index), sharing the live tensors and
+    values instead of copying them. Only for encoding at once; must follow ``Optimizer.state_dict``'s layout."""
+    index: dict[int, int] = {}
+    groups = []
+    for group in opt.param_groups:
+        packed = {k: v for k, v in group.items() if k != "params"}
+        packed["params"] = [index.setdefault(id(p), len(index)) for p in group["params"]]
+        groups.append(packed)
+    state: dict[int, dict[str, Any]] = {}
+    for group in opt.param_groups:
+        for p in group["params"]:
+            entry = opt.state.get(p)
+            if entry:
+                state[index[id(p)]] = dict(entry)
+    return {"state": state, "param_groups": groups}
 
 
 class _Encoder:
@@ -268,12 +305,19 @@ def _restore_rng(rng: dict[str, Any]) -> None:
 
 
 # -- the safetensors file itself -----------------------------------------------------------------------------------
-def write_safetensors(f: IO[bytes], arrays: dict[str, np.ndarray], metadata: dict[str, str]) -> None:
+def write_safetensors(f: IO[bytes], arrays: dict[str, np.ndarray], metadata: dict[str, str], *,
+                      writeback: bool = False) -> None:
     """Stream ``arrays`` (C-contiguous, little-endian) to ``f`` in the safetensors format.
 
     Layout: an 8-byte little-endian header length, the JSON header padded with spaces to a multiple of 8, then the
     tensors' bytes back to back. Tensors are ordered by decreasing item size (then name), as the safetensors library
     does, so every tensor starts at an offset aligned to its item size.
+
+    The bytes are written straight from the arrays' memory (no joined copy). ``writeback=True`` asks the kernel every
+    8 MiB to start writing what came before to disk (:func:`tinygrad_nb.io.start_writeback`), so the disk works while
+    the rest is written: an fsync at the end then finds little left to do, and so does the flush that ext4 starts by
+    itself when a file is renamed over another (its ``auto_da_alloc``), which :func:`save` hits even with
+    ``durable=False``.
     """
     order = sorted(arrays, key=lambda name: (-arrays[name].dtype.itemsize, name))
     header: dict[str, Any] = {"__metadata__": metadata}
@@ -287,8 +331,19 @@ def write_safetensors(f: IO[bytes], arrays: dict[str, np.ndarray], metadata: dic
     text += b" " * (-(8 + len(text)) % 8)
     f.write(struct.pack("<Q", len(text)))
     f.write(text)
+    pending = 0
     for name in order:
-        f.write(_bytes(arrays[name]))
+        data = _bytes(arrays[name])
+        if not writeback:
+            f.write(data)
+            continue
+        for start in range(0, len(data), _WRITEBACK_EVERY):
+            chunk = data[start:start + _WRITEBACK_EVERY]
+            f.write(chunk)
+            pending += len(chunk)
+            if pending >= _WRITEBACK_EVERY:
+                start_writeback(f)
+                pending = 0
 
 
 def read_safetensors(path: Path, use_mmap: bool = True) -> tuple[dict[str, str], dict[str, np.ndarray]]:
