@@ -2,10 +2,12 @@
 path against the careful one, the files registry, and round-trip property tests."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import math
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -371,3 +373,263 @@ def test_numeric_tables_read_like_python_floats(rows) -> None:
     expected = np.array([[float(v) for v in row] for row in rows])
     got = np.column_stack([result[n].astype(np.float64) for n in "abc"])
     assert np.array_equal(got, expected)
+
+
+# -- the optional pyarrow parser: the same tables, the same errors, and actually used --------------------------------
+ENGINES = ["numpy", "arrow"]
+
+
+@contextlib.contextmanager
+def engine_set(engine: str | None):
+    """``fastparse.ENGINE`` = engine inside (None: no fast path at all, only the careful path)."""
+    saved, fastparse.ENGINE = fastparse.ENGINE, "numpy" if engine is None else engine
+    refuse = mock.patch.object(fastparse, "parse_numeric", side_effect=fastparse.NotFast("disabled by the test"))
+    try:
+        with refuse if engine is None else contextlib.nullcontext():
+            yield
+    finally:
+        fastparse.ENGINE = saved
+
+
+def need(engine: str) -> None:
+    if engine == "arrow":
+        pytest.importorskip("pyarrow")
+
+
+def read_outcome(source: bytes, engine: str | None, **kwargs) -> tuple:
+    """What read_csv makes of the bytes with one engine: the table bit for bit, or the error message."""
+    with engine_set(engine):
+        try:
+            table = read_csv(io.BytesIO(source), **kwargs)
+        except ValueError as e:  # a CSVError, or e.g. nothing to average for missing="mean"
+            return ("error", type(e).__name__, str(e))
+    return ("table", table.names, table.types, table.missing,
+            [(table[n].dtype.str, table[n].tobytes()) for n in table.names])
+
+
+INT_TEXT = st.one_of(st.integers(-10 ** 6, 10 ** 6).map(str), st.integers(-2 ** 63, 2 ** 63 - 1).map(str),
+                     st.integers(0, 99).map(lambda v: f"+{v}"), st.sampled_from(["-0", "007", "-00", "+0"]),
+                     st.integers(2 ** 63 - 3, 2 ** 64).map(lambda v: str(v) if v % 2 else f"-{v}"))
+FLOAT_TEXT = st.one_of(
+    st.floats(allow_nan=False, width=64).map(repr),  # shortest round trip: up to 17 digits, exponents
+    st.tuples(st.floats(-1e6, 1e6), st.integers(0, 8)).map(lambda t: f"{t[0]:.{t[1]}f}"),
+    st.tuples(st.floats(allow_nan=False, allow_infinity=False), st.integers(0, 20), st.sampled_from("eE")).map(
+        lambda t: f"{t[0]:.{t[1]}{t[2]}}"),
+    st.tuples(st.integers(0, 10 ** 20), st.integers(0, 10 ** 6), st.integers(-330, 310)).map(
+        lambda t: f"{t[0]}.{t[1]}e{t[2]:+d}"),
+    st.sampled_from([".5", "5.", "-.25", "1E5", "1e-400", "1e400", "inf", "-Infinity", "NAN", "-nan", "+inf",
+                     "0.000", "9007199254740993", "2.2250738585072014e-308", "4.9e-324", " 1.5", "2.5\t"]))
+MISSING_TEXT = st.sampled_from(["", "NA", "nan", "None", "null", "N/A"])
+
+
+@st.composite
+def numeric_files(draw, allow_text: bool = False):
+    """A header and 1-30 rows of numbers (some columns integers, some missing values), as bytes."""
+    ncols = draw(st.integers(1, 4))
+    delimiter = draw(st.sampled_from([",", ";", "\t", "|"]))
+    terminator = draw(st.sampled_from(["\n", "\r\n", "\r"]))
+    kinds = [draw(st.sampled_from(["int", "float", "mixed"])) for _ in range(ncols)]
+    missing_rate = draw(st.sampled_from([0.0, 0.0, 0.2]))
+    rows = []
+    for _ in range(draw(st.integers(1, 30))):
+        row = []
+        for kind in kinds:
+            if missing_rate and draw(st.floats(0, 1)) < missing_rate:
+                row.append(draw(MISSING_TEXT))
+            elif kind == "int" or (kind == "mixed" and draw(st.booleans())):
+                row.append(draw(INT_TEXT))
+            else:
+                row.append(draw(FLOAT_TEXT))
+        rows.append(row)
+    if allow_text and draw(st.booleans()):
+        row = draw(st.sampled_from(rows))
+        row[draw(st.integers(0, ncols - 1))] = draw(st.sampled_from(["abc", '"1"', "0x1F", "nan(2)", "1_0", " NA",
+                                                                    "1.-5", "\u0661", "true"]))
+    lines = [delimiter.join(f"c{j}" for j in range(ncols))] + [delimiter.join(row) for row in rows]
+    text = terminator.join(lines) + terminator * draw(st.integers(0, 2))
+    return text.encode(), delimiter
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(file=numeric_files(allow_text=True), policy=st.sampled_from(["error", "fill", "mean"]),
+       declared=st.booleans())
+def test_fast_paths_read_random_numeric_files_like_the_careful_path(engine, file, policy, declared) -> None:
+    need(engine)
+    source, delimiter = file
+    kwargs = {"delimiter": delimiter, "errors": "collect"}
+    if policy == "fill":
+        kwargs["fill"] = 0
+    elif policy == "mean":
+        kwargs["missing"] = "mean"
+    if declared:  # the floats of int columns are used (an int "-0" is -0.0 there)
+        kwargs["dtypes"] = {"c0": "float"}
+    assert read_outcome(source, engine, **kwargs) == read_outcome(source, None, **kwargs)
+
+
+def assert_same_blocks(a: fastparse.NumericBlock, b: fastparse.NumericBlock) -> None:
+    assert a.floats.shape == b.floats.shape
+    assert a.floats.view(np.uint64).tolist() == b.floats.view(np.uint64).tolist()
+    assert a.int_columns.tolist() == b.int_columns.tolist()
+    assert a.ints[:, a.int_columns].tolist() == b.ints[:, b.int_columns].tolist()
+    assert (a.missing is None) == (b.missing is None)
+    if a.missing is not None:
+        assert a.missing.tolist() == b.missing.tolist()
+    assert a.missing_text == b.missing_text
+
+
+def parse_with(engine: str, source: bytes, delimiter: str, **kwargs) -> fastparse.NumericBlock | None:
+    start = source.index(b"\r" if b"\r" in source[:source.find(b"\n") + 1 or None] else b"\n")
+    start += 2 if source[start:start + 2] == b"\r\n" else 1
+    ncols = source[:start].count(delimiter.encode()) + 1
+    try:
+        return fastparse.parse_numeric(source, start, ncols, delimiter, frozenset(data.DEFAULT_NA_VALUES),
+                                       engine=engine, **kwargs)
+    except fastparse.NotFast:
+        return None
+
+
+def first_block_inference(arrowparse):
+    """Make the pyarrow parser meet what older pyarrow does when a later block has another type than the first:
+    the read with inferred types fails, and the parser reads every column as float64 instead."""
+    read = arrowparse._Reader.read
+
+    def failing_inference(self, body, types=None, columns=None, threads=True):
+        if types is None:
+            try:
+                raise ValueError("In CSV column #0: CSV conversion error to int64: invalid value '2.5'")
+            except ValueError as e:
+                raise fastparse.NotFast("pyarrow") from e
+        return read(self, body, types, columns, threads)
+    return mock.patch.object(arrowparse._Reader, "read", failing_inference)
+
+
+@pytest.mark.parametrize("mode", ["default", "small blocks", "first-block inference"])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(file=numeric_files(allow_text=True))
+def test_arrow_and_numpy_parsers_give_the_same_blocks(mode, file) -> None:
+    arrowparse = pytest.importorskip("tinygrad_nb.data.arrowparse")
+    pytest.importorskip("pyarrow")
+    source, delimiter = file
+    numpy_block = parse_with("numpy", source, delimiter)
+    with contextlib.ExitStack() as stack:
+        if mode == "small blocks":  # many chunks per column, types inferred across blocks
+            stack.enter_context(mock.patch.object(arrowparse, "BLOCK_BYTES", 512))
+        elif mode == "first-block inference":
+            stack.enter_context(first_block_inference(arrowparse))
+        arrow_block = parse_with("arrow", source, delimiter)
+    if numpy_block is None:
+        assert arrow_block is None
+        return
+    if arrow_block is None:  # the files it leaves to the numpy parser: a row with nothing in it, a spaced " NA",
+        missing = numpy_block.missing  # non-ASCII digits
+        assert not source.isascii() or missing is not None and (
+            missing.all(axis=1).any() or any(t != t.strip() for t in numpy_block.missing_text.values()))
+        return
+    assert_same_blocks(arrow_block, numpy_block)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.floats(width=64, allow_nan=False), min_size=1, max_size=50),
+       style=st.sampled_from(["repr", ".17g", ".17e", ".20f"]))
+def test_fast_paths_read_floats_bit_for_bit_like_python(engine, values, style) -> None:
+    need(engine)
+    texts = [repr(v) if style == "repr" else format(v, style) for v in values]
+    block = parse_with(engine, ("x\n" + "\n".join(texts) + "\n").encode(), ",")
+    assert block is not None
+    assert block.floats[:, 0].view(np.uint64).tolist() == np.array([float(t) for t in texts]).view(np.uint64).tolist()
+
+
+def test_the_arrow_path_is_taken_for_plain_numeric_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    pytest.importorskip("pyarrow")
+    from tinygrad_nb.data import reader
+
+    def not_this_path(*args, **kwargs):
+        raise AssertionError("the numpy parser or the careful path was used")
+    monkeypatch.setattr(fastparse, "parse_numeric_numpy", not_this_path)
+    monkeypatch.setattr(reader, "_read_careful", not_this_path)
+    path = tmp_path / "plain.csv"
+    path.write_bytes(b"a,b,c,d\r\n1,-2.5,3e-2,-0\r\n4,,+1E+3,+7\r\n-7,0.125,NA,0\r\n\r\n")
+    table = read_csv(str(path), missing="mean", dtypes={"d": "float"})
+    assert table.types == {"a": "int", "b": "float", "c": "float", "d": "float"}
+    assert table["b"].tolist() == [-2.5, -1.1875, 0.125] and table["c"].tolist() == [0.03, 1000.0, 500.015]
+    assert np.signbit(table["d"]).tolist() == [True, False, False] and table["d"].tolist() == [0.0, 7.0, 0.0]
+    assert str(path.resolve()) in [r["path"] for r in data.files_read()]
+    error = error_of(str(path), errors="collect")  # missing values: the same lines and texts as ever
+    assert [(p.line, p.column, p.value) for p in error.problems] == [(3, "b", ""), (4, "c", "NA")]
+    rng = np.random.default_rng(3)  # a file larger than Arrow's blocks, with an int and a float column
+    big = tmp_path / "big.csv"
+    big.write_text("i,x\n" + "\n".join(f"{i},{float(x)!r}" for i, x in zip(rng.integers(-9, 9, 60_000), rng.normal(
+        size=60_000))) + "\n")
+    table = read_csv(str(big))
+    assert table.types == {"i": "int", "x": "float"} and table.num_rows == 60_000
+
+
+def big_file_with(tmp_path: Path, line: int, text: str) -> str:
+    """A numeric file of 20k rows (past the pyarrow parser's first look) with ``text`` as line ``line``."""
+    rows = [f"{i},{i * 0.5},{-i}" for i in range(20_000)]
+    rows[line - 2] = text
+    path = tmp_path / "late.csv"
+    path.write_text("a,b,c\n" + "\n".join(rows) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("text, message", [
+    ("5,abc,1", ':15001: column "b": "abc" is not a number (column inferred as float from rows 2-15000)'),
+    ('5,"2.5",1', None),  # a quoted number is a number
+    ("5,2.5", ":15001: expected 3 fields like the header, found 2"),
+    ("", None),  # a blank line is skipped
+    ("5,0x1F,1", ':15001: column "b": "0x1F" is not a number (column inferred as float from rows 2-15000)'),
+    ("5,nan(1),1", ':15001: column "b": "nan(1)" is not a number (column inferred as float from rows 2-15000)'),
+    ("5, NA,1", (':15001: column "b": missing value " NA" (use missing="drop_row", "mean" or ("fill", value) to '
+                 'accept missing values)')),
+])
+def test_late_problems_give_the_same_errors_on_every_path(tmp_path: Path, engine: str, text: str,
+                                                         message: str | None) -> None:
+    need(engine)
+    path = big_file_with(tmp_path, 15_001, text)
+    if message is None:
+        with engine_set(engine):
+            table = read_csv(path)
+        assert table.num_rows == 20_000 - (text == "")
+        return
+    with engine_set(engine):
+        assert str(error_of(path)) == path + message
+    with engine_set(None):
+        assert str(error_of(path)) == path + message
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("name", sorted(p.name for p in CORPUS.glob("*.csv")))
+def test_corpus_reads_the_same_on_every_path(engine: str, name: str) -> None:
+    need(engine)
+    source = (CORPUS / name).read_bytes()
+    assert read_outcome(source, engine) == read_outcome(source, None)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("source", [
+    b"a,b\n1,-0\n2,3\n", b"a,b\n+5,1\n2,3\n", b"a,b\n1.0,1\n2,2\n", b"a,b\n1,\n,3\n", b"a\n1\n\n3\n", b"a,b\n,\n1,2\n",
+    b"a,b\nNone,1\nNA,2\n,3\n1,null\n", b"a,b\n9223372036854775807,-9223372036854775808\n",
+    b"a,b\n -0 ,1\n,2\nNA,3\n5,4\n0,5\n", b"a,b\n+5,1\nNA,2\n,3\n-0,4\n", b"a;b\n1;-0\n-0;NA\n",
+    b"a,b\n9223372036854775808,1\n", b"a,b\n+9223372036854775808,1\n", b"a,b\n 5, 6\t\n7 ,8\n", b"a,b\n1,2\r3,4\r\n",
+    b"a,b\n\xef\xbb\xbf1,2\n", b"a,b\nnan,inf\n-nan,-INF\n", b"a,b\n   ,1\n", b"a,b\nNA,NA\nNA,NA\n", b"a\n-0\n-00\n0\n",
+])
+def test_edge_cases_read_the_same_on_every_path(engine: str, source: bytes) -> None:
+    need(engine)
+    for kwargs in ({}, {"fill": 0}, {"missing": "mean", "dtypes": {"a": "float"}}, {"dtypes": {"a": "float"}}):
+        assert read_outcome(source, engine, **kwargs) == read_outcome(source, None, **kwargs)
+
+
+def test_without_pyarrow_the_numpy_parser_reads(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tinygrad_nb.data import arrowparse
+    monkeypatch.setattr(arrowparse, "pa", None)
+    assert not arrowparse.available()
+    source = b"a,b\n1,2.5\n"
+    assert parse_with("auto", source, ",") is not None
+    assert parse_with("arrow", source, ",") is None
+    assert read_csv(io.BytesIO(source))["b"].tolist() == [2.5]
+    with pytest.raises(ValueError, match="engine must be one of"):
+        fastparse.parse_numeric(source, 4, 2, ",", engine="pandas")

@@ -166,3 +166,16 @@ def test_dlpack_round_trip_with_numpy_is_zero_copy() -> None:
     assert t[0].item() == 42.0
     back = np.from_dlpack(t)
     assert np.shares_memory(back, t.numpy())
+
+
+def test_scalar_on_the_left_of_every_operator() -> None:
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    y = 1 + x
+    assert to_np(y).tolist() == [2.0, 3.0]
+    assert to_np(sum([x, x])).tolist() == [2.0, 4.0]  # builtin sum starts from 0 + x
+    (1 + x * 1).sum().backward()
+    assert to_np(x.grad).tolist() == [1.0, 1.0]
+
+
+def test_generator_repr_is_stable() -> None:
+    assert repr(tg.manual_seed(7)) == "Generator(seed=7, offset=0)"

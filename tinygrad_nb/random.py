@@ -63,6 +63,9 @@ class Generator:
         self.offset = 0
         return self
 
+    def __repr__(self) -> str:
+        return f"Generator(seed={self.seed}, offset={self.offset})"
+
     def get_state(self) -> dict[str, int]:
         return {"seed": self.seed, "offset": self.offset}
 

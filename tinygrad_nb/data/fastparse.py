@@ -18,10 +18,14 @@ It works through the file in chunks of about 256 KB so the temporary arrays stay
 ``na_values`` are recorded as missing. Anything else it does not expect (quotes, text, ragged rows, blank lines)
 raises :class:`NotFast`, and ``read_csv`` re-reads the file with the careful path, which finds the exact line and
 column of each problem.
+
+When pyarrow is installed, :func:`parse_numeric` first tries :mod:`.arrowparse` (``pyarrow.csv``, multi-threaded),
+which gives the same results and gives up on the same files; ``ENGINE = "numpy"`` turns it off.
 """
 from __future__ import annotations
 
 import re
+from collections.abc import Collection
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
@@ -63,9 +67,41 @@ class NumericBlock:
     missing_text: dict[tuple[int, int], str]
 
 
+ENGINES = ("auto", "arrow", "numpy")
+ENGINE = "auto"  # the default for parse_numeric: "auto" (pyarrow when installed, else numpy), "arrow" or "numpy"
+
+
 def parse_numeric(data: bytes, start: int, ncols: int, delimiter: str, na_values: AbstractSet[str] = frozenset(),
-                  encoding: str = "utf-8") -> NumericBlock:
+                  encoding: str = "utf-8", engine: str | None = None,
+                  float_columns: Collection[int] | None = None) -> NumericBlock:
     """Parse the rows in ``data[start:]`` (no header) of ``ncols`` numbers each; raises NotFast for anything else.
+
+    ``engine`` (default: the module's ``ENGINE``): "auto" tries the pyarrow parser when pyarrow is installed and the
+    numpy parser when that one gives up; "arrow" only the pyarrow parser; "numpy" only the numpy parser. Both
+    give the same block for every file they both read (the pyarrow parser's arrays are column-major).
+    ``float_columns`` (None: all) are the columns whose floats the caller uses even if they are int columns; in the
+    others the pyarrow parser may read an int ``-0`` as 0.0 rather than -0.0 (the ints are the same).
+    """
+    engine = ENGINE if engine is None else engine
+    if engine not in ENGINES:
+        raise ValueError(f"parse_numeric: engine must be one of {ENGINES}, got {engine!r}")
+    if engine != "numpy":
+        from . import arrowparse  # (imports this module: not at the top)
+        if arrowparse.available():
+            try:
+                return arrowparse.parse_numeric(data, start, ncols, delimiter, na_values, encoding, float_columns)
+            except NotFast:
+                if engine == "arrow":
+                    raise
+        elif engine == "arrow":
+            raise NotFast("pyarrow is not installed")
+    return parse_numeric_numpy(data, start, ncols, delimiter, na_values, encoding)
+
+
+def parse_numeric_numpy(data: bytes, start: int, ncols: int, delimiter: str,
+                        na_values: AbstractSet[str] = frozenset(), encoding: str = "utf-8") -> NumericBlock:
+    """The numpy parser (see the module docstring): the rows in ``data[start:]`` (no header) of ``ncols`` numbers
+    each; raises NotFast for anything else.
 
     The bytes are read in place (no copy) unless they have carriage returns or start too close to the beginning.
     """
@@ -327,7 +363,7 @@ def _parse_text(s: str) -> tuple[float, int | None]:
     """A field the vectorized path could not do: its float value and, if written as an integer, its int value."""
     if INTEGER.fullmatch(s):
         as_int = int(s)
-        return float(as_int), as_int if INT64_MIN <= as_int <= INT64_MAX else None
+        return float(s), as_int if INT64_MIN <= as_int <= INT64_MAX else None  # (float(as_int) overflows)
     if NUMBER.fullmatch(s):
         return float(s), None
     raise NotFast(f"not a number: {s!r}")

@@ -1,7 +1,8 @@
 """``read_csv``: a CSV file to a :class:`Table`, with types inferred per column and errors that say where.
 
 Two paths read the rows. The fast path (:mod:`.fastparse`) takes plain numeric files (no quotes, no text) and parses
-them with vectorized numpy. Everything else, and every file the fast path gives up on, goes through the careful path:
+them with vectorized numpy, or, when pyarrow is installed, with ``pyarrow.csv`` first (:mod:`.arrowparse`, the same
+results). Everything else, and every file the fast path gives up on, goes through the careful path:
 Python's ``csv`` module record by record, keeping the physical line on which each record starts, so every problem
 can be reported as ``file:line: column "name": "value" ...``.
 
@@ -263,8 +264,11 @@ def _read_fast(data: bytes, delimiter: str, header: bool, encoding: str, options
         ncols = data.count(delimiter.encode(), 0, first_end if first_end >= 0 else len(data)) + 1
         names = [f"column_{i}" for i in range(1, ncols + 1)]
     _check_names(names, header_line, options)
+    # columns declared float use the floats even of integer text (an int "-0" is -0.0 there)
+    float_columns = [j for j, name in enumerate(names) if (_declared(options, name) or ("",))[0] == "float"]
     try:
-        result = fastparse.parse_numeric(data, body_start, len(names), delimiter, options.na, encoding)
+        result = fastparse.parse_numeric(data, body_start, len(names), delimiter, options.na, encoding,
+                                         float_columns=float_columns)
     except fastparse.NotFast:
         return None
     if header:

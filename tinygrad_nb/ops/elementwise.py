@@ -35,7 +35,7 @@ class Add(Function):
 
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:
-        ctx.shapes = (a.shape, _shape(b))
+        ctx.shapes = (_shape(a), _shape(b))  # either side may be a Python scalar (1 + x)
         return a + b
 
     @staticmethod
