@@ -259,7 +259,8 @@ class TinygradMagics:
     # -- %%tg_nantrace ------------------------------------------------------------------------------------------
     def tg_nantrace(self, line: str, cell: str) -> Any:
         """In a notebook with the widget half installed, a live NaNTracer table follows the tracer and becomes a
-        static HTML table when the cell ends; elsewhere (or with ``--text``) a text table is printed at the end."""
+        static image when the cell ends; the events are also printed as a text table at the end, always (text is
+        what nbval compares and what a reader can copy)."""
         __tracebackhide__ = True
         from ..debug import NonFiniteError, detect_anomaly  # noqa: PLC0415
 
@@ -289,8 +290,7 @@ class TinygradMagics:
                 widget.stop()
                 widget.finish()  # the live table becomes a static one (survives saving and kernel restarts)
                 ownership.disown(widget)  # finished: nothing left for a re-run to close
-        if widget is None:
-            print(event_table(tracer.events))
+        print(event_table(tracer.events))
         return value
 
     # -- %tg_runs -----------------------------------------------------------------------------------------------

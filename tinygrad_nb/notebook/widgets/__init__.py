@@ -1,0 +1,10 @@
+"""The live widgets: small anywidget canvases fed by float32 deltas, swapped for static images when a run ends."""
+from .activations import ActivationInspector
+from .base import LiveView, LiveWidget, in_notebook
+from .dashboard import Dashboard
+from .grads import GradHistograms
+from .loss_curve import LossCurve
+from .nan_tracer import NaNTracer
+
+__all__ = ["ActivationInspector", "Dashboard", "GradHistograms", "LiveView", "LiveWidget", "LossCurve", "NaNTracer",
+           "in_notebook"]

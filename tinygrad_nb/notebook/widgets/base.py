@@ -1,0 +1,263 @@
+"""What every live widget shares: the anywidget view, the data protocol, display handles and the static swap.
+
+A live widget is a plain Python object (``LossCurve``, ``GradHistograms``, ...) that owns ``view``, a small anywidget
+(``LiveView``) drawing on a canvas in the browser. Data never goes into synced traitlets (they would be saved into the
+notebook): it travels in custom messages, as float32 rows. The widget keeps, per named *series*, a list of rows (tuples
+of floats, one append per step) and the number already sent. A message carries::
+
+    content = {"kind": "data",
+               "series": [{"name", "start", "width", ...meta}],    # rows[start:] of each series with new rows
+               "latest": [{"name", "shape", ...meta}],             # arrays replaced, not accumulated (histograms)
+               "records": {"start": n, "items": [...]}}            # small JSON records (NaN events)
+    buffers = [float32 rows of each series..., float32 data of each latest array...]
+
+The browser appends rows in order and asks for a resend (``{"kind": "sync", "have": {name: rows}}``) if it sees a
+gap or starts empty (a reloaded page). When the widget finishes, every display of it is updated in place (through its
+IPython display handle) to a static PNG plus a constant ``text/plain``, and the view is closed.
+
+The ``text/plain`` is fixed when the widget is made (``summary()`` may only use constructor arguments): the live
+display and the static image carry the same text, so nbval (which sees the first display and ignores the update and
+the PNG) finds the same output on every run.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Self
+
+import anywidget
+import ipywidgets
+import numpy as np
+import traitlets
+
+from ..throttle import Channel, register_live, unregister_live
+from .figures import png_bundle
+
+ESM = (Path(__file__).resolve().parent.parent / "static" / "widgets.js").read_text(encoding="utf-8")
+RELEASED_ESM = "export default { render() {} };"  # what a finished view keeps (see LiveWidget._release)
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter kernel (IPython with a kernel attached); False in scripts, terminals and plain IPython."""
+    module = sys.modules.get("IPython")
+    if module is None:
+        return False
+    shell = module.get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
+
+
+_shared_layout: ipywidgets.Layout | None = None
+
+
+def shared_layout() -> ipywidgets.Layout:
+    """One default Layout for every live view and dashboard box. ipywidgets would otherwise make a Layout model per
+    widget, and each costs ~1 KB in a saved notebook's widget state (nbclient saves them all)."""
+    global _shared_layout
+    if _shared_layout is None or _shared_layout.comm is None:
+        _shared_layout = ipywidgets.Layout()
+    return _shared_layout
+
+
+class LiveView(anywidget.AnyWidget):
+    """The browser half of every live widget: one ESM, ``kind`` picks the drawing. Only small settings are synced."""
+
+    _esm = ESM
+    kind = traitlets.Unicode("").tag(sync=True)
+    title = traitlets.Unicode("").tag(sync=True)
+    log_scale = traitlets.Bool(False).tag(sync=True)  # LossCurve: the browser's log-scale toggle
+    smoothing = traitlets.Float(0.0).tag(sync=True)  # LossCurve: the browser's EMA slider
+    selected = traitlets.Unicode("").tag(sync=True)  # the parameter / layer picked in the browser
+
+    text = "live view"  # the constant text/plain, set by the owning LiveWidget (see the module docstring)
+
+    def __repr__(self) -> str:
+        return self.text
+
+
+class LiveWidget:
+    """Base class: series of float32 rows, latest arrays and records, throttled into messages to ``view``."""
+
+    kind = ""
+    default_title = ""
+    batch = 100  # rows per message at full speed (see throttle.Channel)
+
+    def __init__(self, title: str | None = None, show: bool | None = None, comm: Any = None, **view_state: Any):
+        self.title = title or self.default_title
+        if comm is not None:  # a stand-in comm (tests, benchmarks): see throttle.RecordingComm
+            view_state["comm"] = comm
+        self.view = LiveView(kind=self.kind, title=self.title, layout=shared_layout(), **view_state)
+        self.view.text = self.summary()
+        self.view.on_msg(self._on_browser_message)
+        self._rows: dict[str, list[tuple[float, ...]]] = {}
+        self._meta: dict[str, dict[str, Any]] = {}
+        self._sent: dict[str, int] = {}
+        self._latest: dict[str, tuple[np.ndarray, dict[str, Any]]] = {}
+        self._latest_dirty: set[str] = set()
+        self._records: list[dict[str, Any]] = []
+        self._records_sent = 0
+        self.channel = Channel(self._send_pending, batch=self.batch)
+        self._handles: list[Any] = []
+        self.finished = False
+        self.closed = False
+        register_live(self)
+        visible = in_notebook() if show is None else show
+        if visible:
+            self.show()
+        _own(self)
+
+    # -- data in (cheap) ------------------------------------------------------------------------------------------
+    def _series(self, name: str, width: int, **meta: Any) -> list[tuple[float, ...]]:
+        """The row list of series ``name``, created on first use."""
+        rows = self._rows.get(name)
+        if rows is None:
+            rows = self._rows[name] = []
+            self._meta[name] = {"width": width, **meta}
+            self._sent[name] = 0
+        return rows
+
+    def _set_latest(self, name: str, array: np.ndarray, **meta: Any) -> None:
+        self._latest[name] = (np.ascontiguousarray(array, dtype=np.float32), meta)
+        self._latest_dirty.add(name)
+
+    def _add_record(self, record: dict[str, Any]) -> None:
+        self._records.append(record)
+
+    def rows(self, name: str) -> np.ndarray:
+        """Every row of series ``name`` logged so far, as float64 (what the static figure draws)."""
+        rows = self._rows.get(name) or []
+        width = self._meta.get(name, {}).get("width", 2)
+        return np.asarray(rows, dtype=np.float64).reshape(len(rows), width)
+
+    # -- data out (throttled) -------------------------------------------------------------------------------------
+    def flush(self) -> None:
+        """Send everything pending now (called at cell end, on interrupt, on NaN and when the widget finishes)."""
+        if not self.closed:
+            self.channel.flush(force=True)
+
+    def _send_pending(self) -> None:
+        content, buffers = self._message(self._sent, self._records_sent, self._latest_dirty)
+        self._latest_dirty = set()
+        for item in content["series"]:
+            self._sent[item["name"]] = len(self._rows[item["name"]])
+        self._records_sent = len(self._records)
+        if content["series"] or content["latest"] or content["records"]["items"]:
+            self.view.send(content, buffers)
+
+    def _message(self, have: dict[str, int], records_from: int,
+                 latest: set[str] | list[str]) -> tuple[dict[str, Any], list[bytes]]:
+        """The message carrying rows past ``have`` of each series, records past ``records_from`` and ``latest``."""
+        series, buffers = [], []
+        for name, rows in self._rows.items():
+            start = max(0, int(have.get(name, 0)))
+            if start >= len(rows):
+                continue
+            meta = self._meta[name]
+            block = np.asarray(rows[start:], dtype=np.float32).reshape(-1, meta["width"])
+            series.append({"name": name, "start": start, **meta})
+            buffers.append(block.tobytes())
+        latest_items = []
+        for name in latest:
+            array, meta = self._latest[name]
+            latest_items.append({"name": name, "shape": list(array.shape), **meta})
+            buffers.append(array.tobytes())
+        records = {"start": records_from, "items": self._records[records_from:]}
+        return {"kind": "data", "series": series, "latest": latest_items, "records": records}, buffers
+
+    def _on_browser_message(self, _view: Any, content: dict[str, Any], _buffers: Any) -> None:
+        """The browser asks for what it lacks (a gap, or a page reloaded while the kernel kept running)."""
+        if content.get("kind") != "sync" or self.closed:
+            return
+        have = content.get("have") or {}
+        content_out, buffers = self._message(have, int(content.get("records", 0)), list(self._latest))
+        self.view.send(content_out, buffers)
+
+    # -- display, the static swap, closing ------------------------------------------------------------------------
+    def show(self) -> None:
+        """Display the live view (or, once finished, the static image) in the notebook."""
+        from IPython.display import display  # noqa: PLC0415 - only ever called inside IPython
+
+        if self.finished or self.closed:
+            display(self.static_bundle(), raw=True)
+            return
+        self._handles.append(display(self.view, display_id=True))
+
+    def _ipython_display_(self) -> None:
+        self.show()
+
+    def summary(self) -> str:
+        """The constant text/plain: made from constructor arguments only (no values, steps, times or ids)."""
+        return self.title
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def panel_count(self) -> int:
+        """How many side-by-side matplotlib axes the static figure uses."""
+        return 1
+
+    def draw(self, axes: list[Any]) -> None:
+        """Draw the static figure on ``panel_count()`` matplotlib axes (subclasses)."""
+        raise NotImplementedError
+
+    def to_png(self) -> bytes:
+        """The static figure as PNG bytes."""
+        from .figures import render_png  # noqa: PLC0415
+
+        return render_png(self.draw, panels=self.panel_count())
+
+    def static_bundle(self) -> dict[str, str]:
+        """The MIME bundle that replaces the live view: image/png plus the constant text/plain."""
+        return png_bundle(self.to_png(), self.summary())
+
+    def finish(self) -> None:
+        """End of the run: send what is pending, swap every display for the static image, then close."""
+        if self.finished or self.closed:
+            return
+        self.flush()
+        self.finished = True
+        if self._handles:
+            bundle = self.static_bundle()
+            for handle in self._handles:
+                handle.update(bundle, raw=True)
+        self._release()
+
+    def close(self) -> None:
+        """Stop: remove hooks, close the view. No static image (use ``finish()`` for that); safe to call twice."""
+        if self.closed:
+            return
+        self._release()
+
+    def _release(self) -> None:
+        self.closed = True
+        self._remove_hooks()
+        unregister_live(self)
+        if self.view.comm is not None:
+            # The notebook's saved widget state (nbclient, "save widget state") keeps the last state of every model,
+            # closed or not; drop the ESM source from it so a finished figure costs a few hundred bytes there.
+            self.view._esm = RELEASED_ESM
+            self.view.close()
+
+    def _remove_hooks(self) -> None:
+        """Subclasses that registered hooks remove them here."""
+
+    @property
+    def active(self) -> bool:
+        """False once finished or closed (the cell-ownership registry then forgets the widget)."""
+        return not self.closed
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+
+
+def _own(obj: Any) -> None:
+    """Let the cell that created ``obj`` own it (closed when the cell is re-run), when the magics module is there."""
+    if not in_notebook():
+        return
+    try:
+        from ..ownership import own  # noqa: PLC0415 - optional: written alongside the magics
+    except ImportError:
+        return
+    own(obj)

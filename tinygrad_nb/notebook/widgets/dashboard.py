@@ -1,0 +1,163 @@
+"""``Dashboard``: several live widgets laid out together (ipywidgets boxes), swapped for one static PNG at the end.
+
+    dash = Dashboard.for_model(model)               # LossCurve on top; GradHistograms and ActivationInspector below
+    dash.loss.log(loss=loss)
+    dash.finish()
+
+    dash = Dashboard([LossCurve(show=False), NaNTracer(show=False)])   # any widgets created with show=False
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, Self
+
+import ipywidgets
+
+from .activations import ActivationInspector
+from .base import LiveWidget, _own, in_notebook, shared_layout
+from .figures import png_bundle, render_png
+from .grads import GradHistograms
+from .loss_curve import LossCurve
+
+
+class DashboardBox(ipywidgets.VBox):
+    """The dashboard's outer box, whose text/plain is the dashboard's constant summary (in full: ipywidgets would cut
+    it at 110 characters, and it must equal the static image's text, see widgets/base.py)."""
+
+    text = "Dashboard"
+
+    def __repr__(self) -> str:
+        return self.text
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        data = super()._repr_mimebundle_(**kwargs)
+        if data is not None:
+            data["text/plain"] = self.text
+        return data
+
+
+class Dashboard:
+    """Lays out ``widgets``: the first one full width, the others side by side below it."""
+
+    def __init__(self, widgets: Sequence[LiveWidget], title: str = "Dashboard", show: bool | None = None):
+        if not widgets:
+            raise ValueError("Dashboard: give it at least one widget")
+        self.widgets = list(widgets)
+        self.title = title
+        first, rest = self.widgets[0], self.widgets[1:]
+        rows: list[Any] = [first.view]
+        if rest:
+            rows.append(ipywidgets.HBox([w.view for w in rest], layout=shared_layout()))
+        self.box = DashboardBox(rows, layout=shared_layout())
+        self.box.text = self.summary()
+        self._handles: list[Any] = []
+        self.finished = False
+        self.closed = False
+        visible = in_notebook() if show is None else show
+        if visible:
+            self.show()
+        _own(self)
+
+    @classmethod
+    def for_model(cls, model: Any = None, loss: bool = True, grads: bool = True, activations: bool = True,
+                  every: int = 10, show: bool | None = None, comm_factory: Any = None) -> Dashboard:
+        """The usual training dashboard: a LossCurve, and (given a model) GradHistograms and ActivationInspector.
+        ``comm_factory()`` makes a comm per widget (tests and benchmarks: :class:`~..throttle.RecordingComm`)."""
+        def comm() -> Any:
+            return comm_factory() if comm_factory is not None else None
+
+        widgets: list[LiveWidget] = []
+        if loss:
+            widgets.append(LossCurve(show=False, comm=comm()))
+        if model is not None and grads:
+            widgets.append(GradHistograms(model, every=every, show=False, comm=comm()))
+        if model is not None and activations:
+            widgets.append(ActivationInspector(model, every=every, show=False, comm=comm()))
+        return cls(widgets, show=show)
+
+    def find(self, kind: type) -> Any:
+        """The first widget of class ``kind`` (or None)."""
+        return next((w for w in self.widgets if isinstance(w, kind)), None)
+
+    @property
+    def loss(self) -> LossCurve | None:
+        return self.find(LossCurve)
+
+    @property
+    def grads(self) -> GradHistograms | None:
+        return self.find(GradHistograms)
+
+    @property
+    def activations(self) -> ActivationInspector | None:
+        return self.find(ActivationInspector)
+
+    # -- the same life cycle as a single widget -------------------------------------------------------------------
+    def show(self) -> None:
+        from IPython.display import display  # noqa: PLC0415 - only ever called inside IPython
+
+        if self.finished or self.closed:
+            display(self.static_bundle(), raw=True)
+            return
+        self._handles.append(display(self.box, display_id=True))
+
+    def _ipython_display_(self) -> None:
+        self.show()
+
+    def flush(self) -> None:
+        for w in self.widgets:
+            w.flush()
+
+    def summary(self) -> str:
+        return "\n".join([self.title] + [f"  {w.summary()}" for w in self.widgets])
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def to_png(self) -> bytes:
+        """One figure with every widget's panels side by side."""
+        counts = [w.panel_count() for w in self.widgets]
+
+        def draw(axes: list[Any]) -> None:
+            start = 0
+            for widget, count in zip(self.widgets, counts):
+                widget.draw(axes[start:start + count])
+                start += count
+
+        return render_png(draw, panels=sum(counts))
+
+    def static_bundle(self) -> dict[str, str]:
+        return png_bundle(self.to_png(), self.summary())
+
+    def finish(self) -> None:
+        """Send what is pending, swap the dashboard's displays for one static PNG, close every widget."""
+        if self.finished or self.closed:
+            return
+        self.flush()
+        self.finished = True
+        if self._handles:
+            bundle = self.static_bundle()
+            for handle in self._handles:
+                handle.update(bundle, raw=True)
+        self._release()
+
+    def close(self) -> None:
+        """Remove every widget's hooks and close the views, without a static image."""
+        if not self.closed:
+            self._release()
+
+    @property
+    def active(self) -> bool:
+        return not self.closed
+
+    def _release(self) -> None:
+        self.closed = True
+        for w in self.widgets:
+            w.close()
+        for box in [self.box] + [c for c in self.box.children if isinstance(c, ipywidgets.Box)]:
+            box.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
