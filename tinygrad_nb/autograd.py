@@ -98,17 +98,17 @@ class Function:
         Tensor = _Tensor
         device = None
         arrays = []
-        any_requires_grad = False
+        needs = []  # per argument: does it require grad?
         for a in args:
             if isinstance(a, Tensor):
                 if device is None:
                     device = a.device
                 elif a.device is not device:
                     raise _device_mismatch(cls, args)
-                if a.requires_grad:
-                    any_requires_grad = True
+                needs.append(a.requires_grad)
                 arrays.append(a.data)
             else:
+                needs.append(False)
                 arrays.append(a)
         if device is None:
             raise TypeError(f"{cls.__name__}: expected at least one Tensor argument")
@@ -124,9 +124,9 @@ class Function:
         except (ValueError, IndexError, TypeError) as e:
             raise _explain(cls, args, e) from e
         result = Tensor._wrap(out, device)
-        if any_requires_grad and _grad_enabled and cls.differentiable:
+        if _grad_enabled and True in needs and cls.differentiable:
             ctx.parents = args
-            ctx.needs_input_grad = [isinstance(a, Tensor) and a.requires_grad for a in args]
+            ctx.needs_input_grad = needs
             result.requires_grad = True
             result._ctx = ctx
             if cls.returns_view:
