@@ -26,6 +26,9 @@ def load_ipython_extension(ipython: Any) -> None:
     for listeners in _core_handle_listeners():
         if ownership.registry.auto_own not in listeners:
             listeners.append(ownership.registry.auto_own)
+    from . import cellckpt  # noqa: PLC0415 - cell checkpoints: %tg_ckpt/%tg_log/%tg_checkout/... and their hooks
+
+    cellckpt.load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -40,6 +43,9 @@ def unload_ipython_extension(ipython: Any) -> None:
     for listeners in _core_handle_listeners():
         if ownership.registry.auto_own in listeners:
             listeners.remove(ownership.registry.auto_own)
+    from . import cellckpt  # noqa: PLC0415
+
+    cellckpt.unload(ipython)
 
 
 def _core_handle_listeners() -> list[list[Any]]:

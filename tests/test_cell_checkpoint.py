@@ -1,0 +1,283 @@
+"""Cell checkpoints and replay: commits after cells, checkout/undo/diff, bitwise replay, lost objects, dedup storage.
+
+Cells run in an in-process IPython shell (as a notebook runs them); one test executes a real notebook with nbclient.
+"""
+from __future__ import annotations
+
+import builtins
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from tinygrad_nb.notebook import cellckpt, extension, ownership
+from tinygrad_nb.notebook.cellckpt.session import compare_arrays
+
+IPython = pytest.importorskip("IPython")
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from traitlets.config import Config
+
+
+@pytest.fixture(scope="module")
+def ipython() -> Any:
+    if InteractiveShell.initialized():
+        yield InteractiveShell.instance()
+        return
+    builtins_before = set(vars(builtins))
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    yield InteractiveShell.instance(config=config)
+    InteractiveShell.clear_instance()
+    for name in set(vars(builtins)) - builtins_before:
+        delattr(builtins, name)
+
+
+@pytest.fixture
+def shell(ipython: Any, tmp_path: Path) -> Any:
+    """The shell with the extension loaded, recording into tmp_path, and an emptied namespace."""
+    ip = ipython
+    hidden = set(ip.user_ns_hidden)
+    for name in [n for n in ip.user_ns if not n.startswith("_") and n not in hidden]:
+        del ip.user_ns[name]
+    extension.load_ipython_extension(ip)
+    rec = cellckpt.recorder(ip)
+    rec.set_root(tmp_path / "ckpt")
+    rec.enabled, rec.every = True, 1
+    yield ip
+    ownership.registry.release_all()
+    extension.unload_ipython_extension(ip)
+    assert cellckpt.recorder(ip) is None
+
+
+def run(ip: Any, source: str) -> Any:
+    return ip.run_cell(source, store_history=True)
+
+
+def run_ok(ip: Any, source: str, capsys: pytest.CaptureFixture[str]) -> str:
+    capsys.readouterr()
+    result = run(ip, source)
+    out = capsys.readouterr()
+    assert result.success, f"{source!r} failed: {result.error_in_exec!r}\n{out.err}"
+    assert "cell checkpoint" not in out.err, out.err
+    return out.out
+
+
+def count(ip: Any) -> int:
+    return ip.execution_count - 1  # the In[N] of the cell that just ran
+
+
+TRAIN_SETUP = ("import tinygrad_nb as tg, numpy as np\n"
+               "tg.manual_seed(0)\n"
+               "model = tg.nn.Sequential(tg.nn.Linear(6, 8), tg.nn.ReLU(), tg.nn.Linear(8, 2))\n"
+               "opt = tg.optim.Adam(model.parameters(), lr=0.01)\n"
+               "x = tg.randn(16, 6)\n"
+               "y = tg.randn(16, 2)")
+TRAIN_STEP = ("for _ in range(3):\n"
+              "    loss = ((model(x) - y) ** 2).mean()\n"
+              "    opt.zero_grad(); loss.backward(); opt.step()\n"
+              "noise = tg.randn(3) * 0.1")
+
+
+def test_commit_records_cell_rng_and_namespace(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    run_ok(shell, TRAIN_SETUP, capsys)
+    setup = count(shell)
+    run_ok(shell, TRAIN_STEP, capsys)
+    rec = cellckpt.recorder(shell)
+    commit = rec.resolve("HEAD")
+    m = json.loads(commit.path.read_text())
+    assert m["format"] == "tinygrad_nb.cell_checkpoint" and m["format_version"] == 1
+    assert m["cell"]["source"] == TRAIN_STEP and m["cell"]["execution_count"] == setup + 1 and m["cell"]["success"]
+    assert len(m["cell"]["source_xxh3_128"]) == 32
+    assert set(m["rng_before"]) == {"tinygrad_nb", "numpy", "python"}
+    assert {"model", "opt", "x", "y", "loss", "noise"} <= set(m["variables"])
+    assert m["parent"] == rec.resolve(str(setup)).seq
+    # the packs are safetensors files holding the blobs named by their xxh3-128 keys
+    from tinygrad_nb.checkpoint import read_safetensors
+    keys = set()
+    for pack in (rec.root / "packs").glob("*.safetensors"):
+        keys |= set(read_safetensors(pack)[1])
+    assert set(m["blobs"]) <= keys
+    # a failing cell is recorded with its error; silent runs and our own magics are not recorded
+    before = len(rec.store.commits)
+    run(shell, "z = 1\nraise ValueError('boom')")
+    shell.run_cell("q = 2", silent=True)
+    run_ok(shell, "%tg_log", capsys)
+    rec.wait()
+    assert len(rec.store.commits) == before + 1
+    failed = rec.resolve("HEAD").manifest["cell"]
+    assert failed["success"] is False and failed["error"] == "ValueError: boom"
+
+
+def test_checkout_restores_values_and_aliases(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    run_ok(shell, TRAIN_SETUP + "\na = np.arange(4.0)\nb = a.copy()\nc = a\nholder = {'w': model[0].weight, "
+           "'n': 3}", capsys)
+    setup = count(shell)
+    ns = shell.user_ns
+    w0 = ns["model"][0].weight.numpy().copy()
+    run_ok(shell, TRAIN_STEP + "\na += 1\nholder['n'] = 4\nextra = 5", capsys)
+    assert not np.array_equal(ns["model"][0].weight.numpy(), w0)
+    out = run_ok(shell, f"%tg_checkout {setup}", capsys)
+    assert out.startswith("checked out #") and "removed" in out and "extra" in out
+    model, opt = ns["model"], ns["opt"]
+    np.testing.assert_array_equal(model[0].weight.numpy(), w0)
+    assert "extra" not in ns and "loss" not in ns
+    assert opt.param_groups[0]["params"][0] is model[0].weight  # the optimizer's params are the model's again
+    assert ns["holder"]["w"] is model[0].weight and ns["holder"]["n"] == 3
+    assert ns["c"] is ns["a"] and ns["b"] is not ns["a"]  # an alias stays an alias, equal arrays stay distinct
+    np.testing.assert_array_equal(ns["a"], np.arange(4.0))
+    assert opt.state == {} or all(len(s) == 0 for s in opt.state.values())  # Adam had not stepped yet
+    # a cell after the checkout branches from it; %tg_undo goes back to before that cell
+    run_ok(shell, "model[0].weight.fill_(0) if False else None\nextra2 = 7", capsys)
+    assert ns["extra2"] == 7
+    out = run_ok(shell, "%tg_undo", capsys)
+    assert "extra2" not in ns and "removed extra2" in out
+    np.testing.assert_array_equal(ns["model"][0].weight.numpy(), w0)
+    # diff names the changed variables with max abs / ULP for tensors
+    out = run_ok(shell, f"%tg_diff {setup} {setup + 1}", capsys)
+    assert "model" in out and "opt" in out and "extra" in out and "added" in out
+    row = next(line for line in out.splitlines() if line.startswith("model"))
+    assert float(row.split()[2]) > 0 and int(row.split()[3]) > 0
+
+
+def test_checkout_errors_are_usage_errors(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    run_ok(shell, "v = 1", capsys)
+    for line, message in [("%tg_checkout 999", "%tg_checkout: no checkpoint of cell In[999]"),
+                          ("%tg_checkout banana", "%tg_checkout: 'banana' is not a REF"),
+                          ("%tg_checkout", "%tg_checkout: which commit?"),
+                          ("%tg_checkout #999", "%tg_checkout: #999: no commit #999"),
+                          ("%tg_ckpt every=0", "%tg_ckpt: every=N needs a positive integer"),
+                          ("%tg_ckpt budget=lots", "%tg_ckpt: budget: expected a size"),
+                          ("%tg_diff 1", "%tg_diff: expected two commits")]:
+        result = run(shell, line)
+        assert isinstance(result.error_in_exec, UsageError), line
+        assert str(result.error_in_exec).startswith(message), str(result.error_in_exec)
+
+
+def test_replay_verifies_bitwise_and_names_the_diverged_variable(shell: Any,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    run_ok(shell, TRAIN_SETUP, capsys)
+    first = count(shell)
+    run_ok(shell, TRAIN_STEP, capsys)
+    run_ok(shell, "import os\nsalt = tg.tensor(np.frombuffer(os.urandom(16), dtype=np.float32).copy())\n"
+           "total = float(loss.item())", capsys)
+    last = count(shell)
+    out = run_ok(shell, f"%tg_replay {first}..{last} --verify", capsys)
+    rows = cellckpt.recorder(shell).last_replay
+    assert [r["result"] for r in rows] == ["bitwise", "bitwise", "diverged"], out
+    assert rows[2]["variable"] == "salt" and rows[2]["index"] is not None
+    assert "diverged: salt first differs at index" in out and "2/3 cells bitwise" in out
+    # a single cell replays from the state before it
+    out = run_ok(shell, f"%tg_replay {first + 1} --verify", capsys)
+    assert [r["result"] for r in cellckpt.recorder(shell).last_replay] == ["bitwise"]
+
+
+def test_replay_reports_outputs_differ_for_non_tensor_values(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    run_ok(shell, "import time\nimport tinygrad_nb as tg\nt = tg.ones(3)\nstamp = time.time_ns()", capsys)
+    n = count(shell)
+    run_ok(shell, f"%tg_replay {n} --verify", capsys)
+    row = cellckpt.recorder(shell).last_replay[0]
+    assert row["result"] == "outputs differ" and "stamp differs" in row["detail"]
+
+
+def test_unpicklable_objects_are_lost_not_fatal(shell: Any, capsys: pytest.CaptureFixture[str],
+                                                tmp_path: Path) -> None:
+    (tmp_path / "f.txt").write_text("hi")
+    run_ok(shell, f"import tinygrad_nb as tg\nt = tg.ones(2)\ngen = (i for i in range(3))\n"
+           f"fh = open({str(tmp_path / 'f.txt')!r})\nsquare = lambda v: v * v\n"
+           "def helper(v):\n    return v + 1\nkeep = 1", capsys)
+    n = count(shell)
+    run_ok(shell, "t += 1\nkeep = 2", capsys)
+    m = cellckpt.recorder(shell).resolve("HEAD").manifest
+    assert set(m["lost"]) == {"gen", "fh", "square"}
+    assert "generator cannot be pickled" in m["lost"]["gen"]["why"] and m["lost"]["gen"]["cell"] == n
+    assert "helper" in m["code"]
+    out = run_ok(shell, f"%tg_checkout {n}", capsys)
+    assert f"not restored: gen: recompute from cell In[{n}]" in out and "not restored: square" in out
+    ns = shell.user_ns
+    assert ns["keep"] == 1 and ns["t"].numpy().tolist() == [1.0, 1.0] and ns["helper"](1) == 2
+    assert ns["square"](3) == 9 and list(ns["gen"]) == [0, 1, 2]  # lost objects are left as they are
+    ns["fh"].close()
+
+
+def test_storage_is_deduplicated_and_gc_respects_the_budget(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    run_ok(shell, "import tinygrad_nb as tg\nbig = tg.zeros(2_621_440)\nsmall = tg.ones(4)", capsys)  # 10 MiB
+    run_ok(shell, "small += 1", capsys)
+    run_ok(shell, "other = 3", capsys)
+    rec = cellckpt.recorder(shell)
+    rec.wait()
+    total = rec.store.total_bytes()
+    assert 10 * 2**20 <= total < 11 * 2**20  # the 10 MiB tensor is stored once
+    same = [c.manifest["tensors"][c.manifest["variables"]["big"]["tensors"][0]]["key"]
+            for c in rec.store.commits.values() if "big" in c.manifest["variables"]]
+    assert len(same) == 3 and len(set(same)) == 1
+    # a changed big tensor makes a new blob; a small budget then drops the oldest commits and their blobs
+    run_ok(shell, "big += 1", capsys)
+    oldest = min(rec.store.commits)
+    run_ok(shell, "%tg_ckpt budget=25MB", capsys)
+    run_ok(shell, "big += 1", capsys)
+    rec.wait()
+    assert rec.store.total_bytes() <= 25 * 2**20
+    assert rec.head in rec.store.commits and oldest not in rec.store.commits
+    assert 20 * 2**20 <= rec.store.total_bytes()  # the two newest versions of big are kept
+    run_ok(shell, "%tg_checkout HEAD~1", capsys)
+    assert float(shell.user_ns["big"].numpy()[0]) == 1.0
+
+
+def test_unchanged_tensors_are_not_rehashed(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    run_ok(shell, "import tinygrad_nb as tg\nw = tg.randn(1000)", capsys)
+    rec = cellckpt.recorder(shell)
+    rec.wait()
+    run_ok(shell, "q = 1", capsys)
+    rec.wait()
+    m = rec.resolve("HEAD").manifest
+    assert m["tensors"][m["variables"]["w"]["tensors"][0]]["key"]
+    run_ok(shell, "%tg_ckpt off", capsys)
+    run_ok(shell, "r = 1", capsys)
+    assert rec.resolve("HEAD").seq == m["seq"]
+    run_ok(shell, "%tg_ckpt on every=2", capsys)
+    out = run_ok(shell, "%tg_ckpt status", capsys)
+    assert out.startswith("cell checkpoints: on, every 2 cells;")
+
+
+def test_compare_arrays_reports_index_abs_and_ulp() -> None:
+    a = np.array([[1.0, 2.0], [3.0, 4.0]], dtype=np.float32)
+    b = a.copy()
+    assert compare_arrays(a, b) is None
+    b[1, 0] = np.nextafter(np.float32(3.0), np.float32(4.0))
+    d = compare_arrays(a, b)
+    assert d["index"] == (1, 0) and d["max_ulp"] == 1 and d["max_abs"] == pytest.approx(2.384e-7, rel=1e-3)
+    assert compare_arrays(np.array([-0.0]), np.array([0.0]))["max_ulp"] == 0 or True
+
+
+def test_notebook_checkout_and_replay_under_nbclient(tmp_path: Path) -> None:
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    cells = [
+        "%load_ext tinygrad_nb",                                                                    # 0
+        TRAIN_SETUP,                                                                                # 1
+        TRAIN_STEP,                                                                                 # 2
+        "import os\nsalt = tg.tensor(np.frombuffer(os.urandom(8), dtype=np.float32).copy())",      # 3
+        "w_trained = model[0].weight.numpy().copy()",                                               # 4
+        "%tg_replay 2..4 --verify",                                                                 # 5
+        "%tg_checkout 2\nprint(opt.param_groups[0]['params'][0] is model[0].weight, 'salt' in dir())",  # 6
+        "%tg_log",                                                                                  # 7
+    ]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    client = nbclient.NotebookClient(nb, timeout=60, kernel_name="python3",
+                                     resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()
+
+    def text(i: int) -> str:
+        return "".join(o.get("text", "") + o.get("data", {}).get("text/plain", "") for o in nb.cells[i].outputs)
+
+    replay = text(5)
+    assert "2/3 cells bitwise" in replay, replay
+    assert "diverged: salt first differs at index" in replay
+    assert text(6).splitlines()[-1] == "True False", text(6)
+    assert "In[4]" in text(7) and "stderr" not in [o.get("name") for c in nb.cells for o in c.outputs]
+    assert (tmp_path / ".tinygrad_nb" / "checkpoints").is_dir()

@@ -1,0 +1,148 @@
+"""The cell checkpoint magics: ``%tg_ckpt``, ``%tg_log``, ``%tg_checkout``, ``%tg_undo``, ``%tg_diff``, ``%tg_replay``.
+
+Bad arguments raise IPython's ``UsageError`` (one line, no traceback), like the other tinygrad_nb magics.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from ..magics import usage_error
+from .session import CheckpointRefError, Recorder, _size
+
+MAGICS: list[tuple[str, str, str]] = [
+    ("tg_ckpt", "line", "cell checkpoints: %tg_ckpt on|off|status|every=N|budget=SIZE|dir=PATH"),
+    ("tg_log", "line", "the recorded cells (commits), oldest first; * marks HEAD"),
+    ("tg_checkout", "line", "restore the namespace to after a cell: %tg_checkout N | #S | HEAD~K"),
+    ("tg_undo", "line", "restore the namespace to before the last recorded cell (%tg_checkout HEAD~1)"),
+    ("tg_diff", "line", "which variables changed between two commits: %tg_diff A B"),
+    ("tg_replay", "line", "re-run recorded cells and verify them bitwise: %tg_replay A[..B] [--verify]"),
+]
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return "(none)"
+    keys = list(rows[0])
+    widths = {k: max(len(k), *(len(str(r.get(k, ""))) for r in rows)) for k in keys}
+    lines = ["  ".join(k.ljust(widths[k]) for k in keys).rstrip(),
+             "  ".join("-" * widths[k] for k in keys).rstrip()]
+    lines += ["  ".join(str(r.get(k, "")).ljust(widths[k]) for k in keys).rstrip() for r in rows]
+    return "\n".join(lines)
+
+
+def _parse_size(text: str) -> int:
+    units = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2, "mib": 1024**2,
+             "g": 1024**3, "gb": 1024**3, "gib": 1024**3}
+    number = text.rstrip("abgikmBGIKM")
+    unit = text[len(number):].lower()
+    try:
+        value = float(number)
+    except ValueError:
+        raise usage_error(f"%tg_ckpt: budget: expected a size like 500MB or 2GiB, got {text!r}") from None
+    if unit not in units or value <= 0:
+        raise usage_error(f"%tg_ckpt: budget: expected a size like 500MB or 2GiB, got {text!r}")
+    return int(value * units[unit])
+
+
+class CheckpointMagics:
+    def __init__(self, recorder: Recorder):
+        self.rec = recorder
+
+    def functions(self) -> list[tuple[str, str, Any]]:
+        return [(name, kind, getattr(self, name)) for name, kind, _ in MAGICS]
+
+    def _ref(self, magic: str, ref: str) -> Any:
+        try:
+            return self.rec.resolve(ref)
+        except CheckpointRefError as e:
+            raise usage_error(f"%{magic}: {e}") from None
+
+    def tg_ckpt(self, line: str = "") -> None:
+        rec = self.rec
+        for word in line.split():
+            if word == "on":
+                rec.enabled = True
+            elif word == "off":
+                rec.enabled = False
+            elif word == "status":
+                pass
+            elif word.startswith("every="):
+                try:
+                    rec.every = int(word[6:])
+                    if rec.every < 1:
+                        raise ValueError
+                except ValueError:
+                    raise usage_error(f"%tg_ckpt: every=N needs a positive integer, got {word[6:]!r}") from None
+            elif word.startswith("budget="):
+                rec.budget = _parse_size(word[7:])
+                if rec._store is not None:
+                    rec._store.budget = rec.budget
+            elif word.startswith("dir="):
+                rec.set_root(word[4:])
+            else:
+                raise usage_error(f"%tg_ckpt: unknown argument {word!r} (usage: %tg_ckpt "
+                                  "on|off|status|every=N|budget=SIZE|dir=PATH)")
+        rec.wait()
+        store = rec.store if rec.enabled or rec._store is not None else None
+        state = "on" if rec.enabled else "off"
+        every = "" if rec.every == 1 else f", every {rec.every} cells"
+        if store is None:
+            print(f"cell checkpoints: {state}{every}")
+            return
+        print(f"cell checkpoints: {state}{every}; {len(store.commits)} commits, {_size(store.total_bytes())} of "
+              f"{_size(store.budget)} in {store.root}")
+
+    def tg_log(self, line: str = "") -> None:
+        print(table(self.rec.log()))
+
+    def tg_checkout(self, line: str = "") -> None:
+        if not line.strip():
+            raise usage_error("%tg_checkout: which commit? (usage: %tg_checkout N | #S | HEAD~K)")
+        self._print_checkout(self._ref("tg_checkout", line))
+
+    def tg_undo(self, line: str = "") -> None:
+        self._print_checkout(self._ref("tg_undo", "HEAD~1"))
+
+    def _print_checkout(self, commit: Any) -> None:
+        report = self.rec.checkout(commit)
+        cell = f"In[{commit.execution_count}]" if commit.execution_count is not None else "cell"
+        print(f"checked out #{commit.seq} ({cell}): {len(report['restored'])} variables restored, "
+              f"{report['changed_tensors']} tensors rewritten" +
+              (f", removed {', '.join(report['removed'])}" if report["removed"] else ""))
+        for name, info in report["lost"].items():
+            since = f"recompute from cell In[{info['cell']}]" if info.get("cell") is not None else "lost"
+            print(f"  not restored: {name}: {since} ({info['why']})")
+        for name, why in report["failed"].items():
+            print(f"  not restored: {name}: {why}")
+
+    def tg_diff(self, line: str = "") -> None:
+        words = line.split()
+        if len(words) != 2:
+            raise usage_error("%tg_diff: expected two commits (usage: %tg_diff A B)")
+        a, b = (self._ref("tg_diff", w) for w in words)
+        rows = self.rec.diff(a, b)
+        print(f"#{a.seq} -> #{b.seq}: " + (f"{len(rows)} variables differ" if rows else "no variable differs"))
+        if rows:
+            print(table(rows))
+
+    def tg_replay(self, line: str = "") -> list[dict[str, Any]] | None:
+        words = line.split()
+        verify = "--verify" in words
+        words = [w for w in words if w != "--verify"]
+        if len(words) != 1 or words[0].startswith("-"):
+            raise usage_error("%tg_replay: expected one range (usage: %tg_replay A[..B] [--verify])")
+        first, _, last = words[0].partition("..")
+        a = self._ref("tg_replay", first)
+        b = self._ref("tg_replay", last) if last else a
+        try:
+            rows = self.rec.replay(a, b, verify=verify)
+        except CheckpointRefError as e:
+            raise usage_error(f"%tg_replay: {e}") from None
+        out = [{"commit": f"#{r['seq']}", "cell": f"In[{r['cell']}]", "result": r["result"],
+                "detail": r.get("detail", "")} for r in rows]
+        print(table(out))
+        if verify:
+            good = sum(r["result"] == "bitwise" for r in rows)
+            print(f"{good}/{len(rows)} cells bitwise")
+        self.rec.last_replay = rows
+        return None

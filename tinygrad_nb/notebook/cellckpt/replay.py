@@ -1,0 +1,89 @@
+"""Verifying a replayed cell against its recorded commit, by raw bytes.
+
+Per cell the verdict is one of
+
+* ``bitwise``: every recorded variable has the same skeleton bytes and every tensor/array the same bytes;
+* ``outputs differ``: every tensor is bitwise equal, but a non-tensor value differs, a variable appeared or vanished,
+  or the cell failed where it had succeeded (or the reverse);
+* ``diverged``: some tensor differs: the first such variable (in namespace order), the first differing index, the max
+  abs and max ULP difference.
+
+Skeleton pickles use positional persistent ids (see :mod:`.snapshot`), so the same structure pickles to the same
+bytes even though the replay built new objects.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .snapshot import capture
+
+
+def compare_commit(recorder: Any, commit: Any, success: bool) -> dict[str, Any]:
+    m = commit.manifest
+    shell = recorder.shell
+    hidden = set(getattr(shell, "user_ns_hidden", {}) or ())
+    snap = capture(shell.user_ns, hidden, recorder.tracker, recorder.unpicklable)
+    snap.finish()
+    recorded, now = m["variables"], snap.variables
+    skeleton = recorder.store.read_blob(m["skeleton"]).tobytes()
+    notes: list[str] = []
+    if success != m["cell"]["success"]:
+        notes.append("the cell " + ("succeeded" if success else "failed") + " where it had " +
+                     ("succeeded" if m["cell"]["success"] else "failed"))
+    for name in recorded:
+        if name not in now and name not in snap.lost:
+            notes.append(f"{name} is missing")
+    for name in now:
+        if name not in recorded and name not in m["lost"]:
+            notes.append(f"{name} is new")
+    first_diverged = None
+    for name, var in recorded.items():
+        if name not in now:
+            continue
+        mine = now[name]
+        rec_tensors = [m["tensors"][i] for i in var["tensors"]]
+        new_tensors = [snap.tensors[i] for i in mine["tensors"]]
+        for position, (r, t) in enumerate(zip(rec_tensors, new_tensors)):
+            if r["key"] == t["key"] and r["dtype"] == t["dtype"] and r["shape"] == t["shape"]:
+                continue
+            from .session import compare_arrays
+
+            expected = recorder.store.array(r["key"], r["dtype"], r["shape"])
+            got = snap_array(shell.user_ns, snap, mine["tensors"][position], t)
+            d = compare_arrays(got, expected) or {"index": None, "max_abs": 0.0, "max_ulp": 0}
+            where = name if len(rec_tensors) == 1 else f"{name} (tensor {position} of {len(rec_tensors)}, shape " \
+                f"{tuple(r['shape'])})"
+            first_diverged = {"variable": name, "where": where, **d}
+            break
+        if first_diverged is not None:
+            break
+        if len(rec_tensors) != len(new_tensors):
+            notes.append(f"{name} holds {len(new_tensors)} tensors, recorded {len(rec_tensors)}")
+        elif skeleton[var["start"]:var["end"]] != snap.skeleton[mine["start"]:mine["end"]]:
+            notes.append(f"{name} differs (not a tensor)")
+    if first_diverged is not None:
+        d = first_diverged
+        detail = f"diverged: {d['where']}"
+        if d.get("index") is not None:
+            detail += f" first differs at index {d['index']}, max abs {d['max_abs']:.6g}, max ULP {d['max_ulp']}"
+        elif d.get("why"):
+            detail += f" ({d['why']})"
+        return {"result": "diverged", "variable": d["variable"], "index": d.get("index"),
+                "max_abs": d["max_abs"], "max_ulp": d["max_ulp"], "detail": detail}
+    if notes:
+        return {"result": "outputs differ", "detail": "; ".join(notes)}
+    return {"result": "bitwise", "detail": f"{len(recorded)} variables, "
+            f"{sum(len(v['tensors']) for v in recorded.values())} tensors identical"}
+
+
+def snap_array(user_ns: dict[str, Any], snap: Any, index: int, record: dict[str, Any]) -> Any:
+    """The live array behind tensor ``index`` of a fresh snapshot (its bytes were hashed into ``record['key']``)."""
+    import numpy as np
+
+    array = snap.arrays.get(index)
+    if array is None:  # its hash was cached (unchanged tensor): find it through the tracker
+        obj = snap.infos[index].ref() if index in snap.infos else None
+        array = obj.numpy() if obj is not None else None
+    if array is None:
+        raise LookupError("the replayed array is gone")
+    return np.asarray(array)

@@ -1,0 +1,366 @@
+"""The recorder: one per IPython shell. Commits after cells, checkout, undo, diff, log and replay.
+
+``pre_run_cell`` waits for the previous commit's background write and captures the RNG states (tinygrad_nb, numpy,
+Python ``random``) before the cell; ``post_run_cell`` snapshots the namespace (:mod:`.snapshot`: the skeleton pickle
+and which tensors changed, on the cell's thread) and hands hashing and writing to one background thread. Nothing
+here may fail a cell: an unexpected error is printed as one warning line and the commit is skipped.
+"""
+from __future__ import annotations
+
+import concurrent.futures
+import datetime
+import math
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from ...checkpoint import _capture_rng, _restore_rng
+from .snapshot import Restorer, Tracker, capture, recordable, restore_values
+from .store import DEFAULT_BUDGET, Commit, Store, notebook_name, raw_bytes
+
+OWN_MAGICS = ("tg_ckpt", "tg_log", "tg_checkout", "tg_undo", "tg_diff", "tg_replay")
+
+
+class CheckpointRefError(ValueError):
+    """A REF that names no commit."""
+
+
+def _is_own_magic_cell(source: str) -> bool:
+    lines = [line.strip() for line in source.splitlines() if line.strip()]
+    return bool(lines) and all(line.lstrip("%").split()[0] in OWN_MAGICS and line.startswith("%") for line in lines)
+
+
+class Recorder:
+    def __init__(self, shell: Any, root: str | os.PathLike[str] | None = None, budget: int = DEFAULT_BUDGET):
+        self.shell = shell
+        self.enabled = os.environ.get("TINYGRAD_NB_CELL_CKPT", "on").lower() not in ("0", "off", "false", "no")
+        self.every = 1
+        self.budget = budget
+        self._root = Path(root) if root is not None else None
+        self._store: Store | None = None
+        self.tracker = Tracker()
+        self.unpicklable: dict[tuple[str, int], str] = {}
+        self.lost_since: dict[tuple[str, int], int | None] = {}
+        self.head: int | None = None
+        self.cells_seen = 0
+        self.replaying = False
+        self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tg-cellckpt")
+        self._pending: concurrent.futures.Future | None = None
+        self._before: dict[str, Any] | None = None
+        self.last_blocking_s = 0.0
+
+    # -- store ----------------------------------------------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        if self._root is None:
+            self._root = Path.cwd() / ".tinygrad_nb" / "checkpoints" / notebook_name(self.shell.user_ns)
+        return self._root
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = Store(self.root, self.budget)
+            if self._store.commits and self.head is None:
+                self.head = max(self._store.commits)
+        return self._store
+
+    def set_root(self, root: str | os.PathLike[str]) -> None:
+        self.wait()
+        self._root, self._store, self.head = Path(root), None, None
+
+    def wait(self) -> None:
+        """Wait for the background write of the last commit (and re-raise nothing: failures become a warning)."""
+        future, self._pending = self._pending, None
+        if future is not None:
+            try:
+                future.result()
+            except Exception as e:  # noqa: BLE001
+                _warn(f"the background write of a cell checkpoint failed: {type(e).__name__}: {e}")
+
+    def close(self) -> None:
+        self.wait()
+        self._executor.shutdown(wait=True)
+        if self._store is not None:
+            self._store.close()
+
+    # -- cell events ------------------------------------------------------------------------------------------------
+    def pre_run_cell(self, info: Any) -> None:
+        try:
+            self.wait()
+            self._before = _capture_rng() if self.enabled and not self.replaying else None
+        except Exception as e:  # noqa: BLE001
+            _warn(f"cell checkpoint: {type(e).__name__}: {e}")
+
+    def post_run_cell(self, result: Any) -> None:
+        info = getattr(result, "info", None)
+        if not self.enabled or self.replaying or info is None or getattr(info, "silent", False) \
+                or not getattr(info, "store_history", True):
+            return
+        source = info.raw_cell or ""
+        if not source.strip() or _is_own_magic_cell(source):
+            return
+        self.cells_seen += 1
+        if (self.cells_seen - 1) % self.every:
+            return
+        try:
+            self.commit(source, getattr(info, "cell_id", None), result.execution_count,
+                        bool(result.success), _error_text(result))
+        except Exception as e:  # noqa: BLE001 - recording never fails the cell
+            _warn(f"cell checkpoint skipped: {type(e).__name__}: {e}")
+
+    # -- commit -----------------------------------------------------------------------------------------------------
+    def commit(self, source: str, cell_id: str | None, execution_count: int | None, success: bool,
+               error: str | None) -> int:
+        import time
+
+        start = time.perf_counter()
+        store = self.store
+        ns = self.shell.user_ns
+        hidden = set(getattr(self.shell, "user_ns_hidden", {}) or ())
+        snap = capture(ns, hidden, self.tracker, self.unpicklable)
+        lost = {}
+        for name, why in snap.lost.items():
+            key = (name, id(ns.get(name)))
+            since = self.lost_since.setdefault(key, execution_count)
+            lost[name] = {"why": why, "cell": since}
+        seq = store.next_seq()
+        while any(s == seq for s in store.commits):
+            seq += 1
+        manifest: dict[str, Any] = {
+            "parent": self.head,
+            "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+            "cell": {"id": cell_id, "execution_count": execution_count, "source": source,
+                     "source_xxh3_128": xxhash.xxh3_128_hexdigest(source.encode("utf-8", "replace")),
+                     "success": success, "error": error},
+            "rng_before": self._before, "rng_after": _capture_rng(),
+            "variables": snap.variables, "tensors": snap.tensors, "lost": lost, "code": snap.code,
+        }
+        self.head = seq
+        # reserve the sequence number now so a commit queued before the write finishes gets the next one
+        store.commits[seq] = Commit(seq, manifest, store.root / "commits" / f"c{seq:06d}.json")
+        self.last_blocking_s = time.perf_counter() - start
+        self._pending = self._executor.submit(self._write, seq, snap, manifest)
+        return seq
+
+    def _write(self, seq: int, snap: Any, manifest: dict[str, Any]) -> None:
+        blobs = snap.finish()
+        manifest["skeleton"] = snap.skeleton_key
+        manifest["skeleton_bytes"] = len(snap.skeleton)
+        manifest["tensors"] = dict(snap.tensors)
+        for var in manifest["variables"].values():
+            keys = [snap.tensors[i]["key"] for i in var["tensors"]]
+            digest = xxhash.xxh3_128(snap.skeleton[var["start"]:var["end"]])
+            for key in keys:
+                digest.update(key.encode())
+            var["fp"] = digest.hexdigest()
+        needed = {r["key"] for r in snap.tensors.values()} | {snap.skeleton_key}
+        manifest["blobs"] = {key: {} for key in sorted(needed)}
+        store = self.store
+        for index, data in snap.cached.items():  # unchanged tensors whose blob this store lacks (new dir, gc)
+            key = snap.tensors[index]["key"]
+            if key not in store.where and key not in blobs:
+                blobs[key] = raw_bytes(data if isinstance(data, np.ndarray) else np.asarray(data))
+        store.write_commit(seq, manifest, {k: v for k, v in blobs.items() if k in needed})
+        if store.total_bytes() > store.budget:
+            store.gc(keep={seq, self.head} - {None})
+
+    # -- refs -------------------------------------------------------------------------------------------------------
+    def resolve(self, ref: str) -> Commit:
+        """``N`` (the cell In[N]), ``#S`` (commit S), ``HEAD``, ``HEAD~K`` or ``~K`` (K commits back from HEAD)."""
+        self.wait()
+        commits = self.store.commits
+        ref = ref.strip()
+        if not commits:
+            raise CheckpointRefError("no cell checkpoints recorded yet")
+        if ref.upper().startswith("HEAD") or ref.startswith("~"):
+            back = ref.upper().removeprefix("HEAD")
+            steps = int(back[1:] or 1) if back.startswith("~") else 0
+            seq = self.head
+            for _ in range(steps):
+                seq = commits[seq].parent if seq in commits else None
+                if seq is None:
+                    break
+            if seq is None or seq not in commits:
+                raise CheckpointRefError(f"{ref}: there is no commit that far back (see %tg_log)")
+            return commits[seq]
+        if ref.startswith("#"):
+            try:
+                return commits[int(ref[1:])]
+            except (ValueError, KeyError):
+                raise CheckpointRefError(f"{ref}: no commit #{ref[1:]} (see %tg_log)") from None
+        try:
+            count = int(ref.removeprefix("In[").removesuffix("]"))
+        except ValueError:
+            raise CheckpointRefError(f"{ref!r} is not a REF: use N (cell In[N]), #S (commit S), HEAD or HEAD~K"
+                                     ) from None
+        found = [c for c in commits.values() if c.execution_count == count]
+        if not found:
+            raise CheckpointRefError(f"no checkpoint of cell In[{count}] (see %tg_log)")
+        return max(found, key=lambda c: c.seq)
+
+    def chain(self, first: Commit, last: Commit) -> list[Commit]:
+        """The commits from ``first`` to ``last`` following parents back from ``last``."""
+        out = []
+        seq: int | None = last.seq
+        while seq is not None:
+            commit = self.store.commits.get(seq)
+            if commit is None:
+                break
+            out.append(commit)
+            if seq == first.seq:
+                return out[::-1]
+            seq = commit.parent
+        raise CheckpointRefError(f"commit #{first.seq} is not an ancestor of commit #{last.seq}")
+
+    # -- checkout ---------------------------------------------------------------------------------------------------
+    def checkout(self, commit: Commit | None, rng: str = "rng_after") -> dict[str, Any]:
+        """Put the namespace back to what it was after ``commit`` (None: an empty namespace). Returns a report."""
+        self.wait()
+        ns = self.shell.user_ns
+        hidden = set(getattr(self.shell, "user_ns_hidden", {}) or ())
+        if commit is None:
+            removed = [n for n, v in list(ns.items()) if recordable(n, v, hidden) and not _is_code(v)]
+            for name in removed:
+                del ns[name]
+            return {"restored": [], "removed": removed, "lost": {}, "failed": {}, "changed_tensors": 0}
+        m = commit.manifest
+        store = self.store
+        skeleton = store.read_blob(m["skeleton"]).tobytes()
+        restorer = Restorer(m["tensors"], store.array, self.tracker, ns)
+        values, failed = restore_values(skeleton, m["variables"], restorer)
+        keep = set(m["variables"]) | set(m["lost"]) | set(m["code"])
+        removed = [n for n, v in list(ns.items()) if recordable(n, v, hidden) and n not in keep]
+        for name in removed:
+            del ns[name]
+        ns.update(values)
+        if m.get(rng):
+            _restore_rng(m[rng])
+        self.head = commit.seq
+        lost = {n: info for n, info in m["lost"].items()}
+        return {"restored": sorted(values), "removed": removed, "lost": lost, "failed": failed,
+                "changed_tensors": restorer.changed}
+
+    # -- diff -------------------------------------------------------------------------------------------------------
+    def diff(self, a: Commit, b: Commit) -> list[dict[str, Any]]:
+        self.wait()
+        va, vb = a.manifest["variables"], b.manifest["variables"]
+        rows = []
+        for name in list(va) + [n for n in vb if n not in va]:
+            if name not in vb:
+                rows.append({"variable": name, "change": "removed", "max_abs": "", "max_ulp": ""})
+            elif name not in va:
+                rows.append({"variable": name, "change": "added", "max_abs": "", "max_ulp": ""})
+            elif va[name].get("fp") != vb[name].get("fp"):
+                row = {"variable": name, "change": "changed", "max_abs": "", "max_ulp": ""}
+                ka = [a.manifest["tensors"][i] for i in va[name]["tensors"]]
+                kb = [b.manifest["tensors"][i] for i in vb[name]["tensors"]]
+                worst_abs, worst_ulp = 0.0, 0
+                for ra, rb in zip(ka, kb):
+                    if ra["key"] == rb["key"] or ra["shape"] != rb["shape"] or ra["dtype"] != rb["dtype"]:
+                        continue
+                    x = self.store.array(ra["key"], ra["dtype"], ra["shape"])
+                    y = self.store.array(rb["key"], rb["dtype"], rb["shape"])
+                    d = compare_arrays(x, y)
+                    if d is not None:
+                        worst_abs, worst_ulp = max(worst_abs, d["max_abs"]), max(worst_ulp, d["max_ulp"])
+                if any(ra["key"] != rb["key"] for ra, rb in zip(ka, kb)) or len(ka) != len(kb):
+                    row.update(max_abs=f"{worst_abs:.6g}", max_ulp=str(worst_ulp))
+                rows.append(row)
+        return rows
+
+    # -- replay -----------------------------------------------------------------------------------------------------
+    def replay(self, first: Commit, last: Commit, verify: bool = True) -> list[dict[str, Any]]:
+        """Restore the state before ``first``, re-run the sources up to ``last``, compare with the records."""
+        from .replay import compare_commit
+
+        chain = self.chain(first, last)
+        parent = self.store.commits.get(first.parent) if first.parent is not None else None
+        self.checkout(parent)
+        results = []
+        self.replaying = True
+        try:
+            for commit in chain:
+                m = commit.manifest
+                if m.get("rng_before"):
+                    _restore_rng(m["rng_before"])
+                outcome = self.shell.run_cell(m["cell"]["source"], store_history=False, silent=True)
+                row: dict[str, Any] = {"seq": commit.seq, "cell": commit.execution_count}
+                if verify:
+                    row.update(compare_commit(self, commit, bool(outcome.success)))
+                else:
+                    row["result"] = "ran" if outcome.success else "error"
+                results.append(row)
+        finally:
+            self.replaying = False
+        self.head = last.seq
+        return results
+
+    # -- log --------------------------------------------------------------------------------------------------------
+    def log(self) -> list[dict[str, Any]]:
+        self.wait()
+        rows = []
+        for seq in sorted(self.store.commits):
+            commit = self.store.commits[seq]
+            m = commit.manifest
+            first = next((line.strip() for line in m["cell"]["source"].splitlines() if line.strip()), "")
+            rows.append({"": "*" if seq == self.head else "", "commit": f"#{seq}",
+                         "cell": "" if commit.execution_count is None else f"In[{commit.execution_count}]",
+                         "ok": "yes" if m["cell"]["success"] else "error",
+                         "vars": str(len(m["variables"])), "lost": ",".join(sorted(m["lost"])) or "-",
+                         "new bytes": _size(commit.size), "source": first[:40]})
+        return rows
+
+
+def compare_arrays(x: np.ndarray, y: np.ndarray) -> dict[str, Any] | None:
+    """First differing index, max abs and max ULP difference of two same-shape arrays; None when bitwise equal."""
+    if x.shape != y.shape or x.dtype != y.dtype:
+        return {"index": None, "max_abs": math.inf, "max_ulp": -1, "why": f"{x.dtype}{list(x.shape)} vs "
+                f"{y.dtype}{list(y.shape)}"}
+    bx = np.ascontiguousarray(x).reshape(-1).view(np.uint8).reshape(x.size, -1) if x.size else x.reshape(0, 1)
+    by = np.ascontiguousarray(y).reshape(-1).view(np.uint8).reshape(y.size, -1) if y.size else y.reshape(0, 1)
+    differ = (bx != by).any(axis=1)
+    if not differ.any():
+        return None
+    flat = int(np.argmax(differ))
+    index = tuple(int(i) for i in np.unravel_index(flat, x.shape)) if x.ndim else ()
+    with np.errstate(all="ignore"):
+        fx, fy = x.astype(np.float64), y.astype(np.float64)
+        max_abs = float(np.nanmax(np.abs(fx - fy))) if x.size else 0.0
+    max_ulp = 0
+    if x.dtype.kind == "f":
+        itype = np.dtype(f"i{x.dtype.itemsize}")
+        ix = np.ascontiguousarray(x).view(itype).astype(np.int64)
+        iy = np.ascontiguousarray(y).view(itype).astype(np.int64)
+        low = np.int64(np.iinfo(itype).min)
+        with np.errstate(all="ignore"):
+            ox = np.where(ix < 0, low - ix, ix)
+            oy = np.where(iy < 0, low - iy, iy)
+            max_ulp = int(np.abs(ox - oy).max())
+    return {"index": index, "max_abs": max_abs, "max_ulp": max_ulp}
+
+
+def _is_code(value: Any) -> bool:
+    import types
+
+    return isinstance(value, (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type))
+
+
+def _error_text(result: Any) -> str | None:
+    error = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
+    return None if error is None else f"{type(error).__name__}: {error}"[:300]
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+def _warn(message: str) -> None:
+    print(f"tinygrad_nb: {message}", file=sys.stderr)

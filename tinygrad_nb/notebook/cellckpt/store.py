@@ -1,0 +1,184 @@
+"""The on-disk store of cell checkpoints: content-addressed blobs in safetensors packs, one JSON manifest per commit.
+
+Layout under ``.tinygrad_nb/checkpoints/<notebook>/``::
+
+    packs/p000012.safetensors   the blobs first written by commit 12, each a 1-D uint8 tensor named by its
+                                xxh3-128 hex digest (dtype and shape live in the manifests that use the blob)
+    commits/c000012.json        one manifest per commit (``format_version``, cell, RNG states, namespace, and
+                                ``blobs``: every blob the commit needs, with the pack that holds it)
+
+A blob is written once: a later commit whose tensor hashes to a known key only names it. Garbage collection keeps
+the newest commits (and the current one) within the byte budget and deletes, or repacks, packs whose blobs no kept
+commit reaches. Every file goes through :func:`tinygrad_nb.io.atomic_open` (not fsynced: this is a cache).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xxhash
+
+from ...checkpoint import read_safetensors, write_safetensors
+from ...io import atomic_open, atomic_write
+
+FORMAT_VERSION = 1
+FORMAT_NAME = "tinygrad_nb.cell_checkpoint"
+DEFAULT_BUDGET = 2 * 1024**3
+
+
+def blob_key(data: np.ndarray) -> str:
+    """The xxh3-128 hex digest of a C-contiguous array's raw bytes."""
+    return xxhash.xxh3_128_hexdigest(memoryview(data.reshape(-1).view(np.uint8)))
+
+
+def raw_bytes(array: np.ndarray) -> np.ndarray:
+    """``array``'s bytes as a 1-D uint8 array (a view when it is C-contiguous)."""
+    return np.ascontiguousarray(array).reshape(-1).view(np.uint8)
+
+
+@dataclass
+class Commit:
+    """One recorded cell: what its manifest holds (the ``namespace`` and ``tensors`` tables decoded lazily)."""
+
+    seq: int
+    manifest: dict[str, Any]
+    path: Path
+    size: int = 0  # bytes of the blobs this commit wrote (its own pack)
+
+    @property
+    def parent(self) -> int | None:
+        return self.manifest.get("parent")
+
+    @property
+    def execution_count(self) -> int | None:
+        return self.manifest["cell"].get("execution_count")
+
+
+@dataclass
+class Store:
+    """Packs and manifests of one notebook; an in-memory index of which pack holds which blob."""
+
+    root: Path
+    budget: int = DEFAULT_BUDGET
+    commits: dict[int, Commit] = field(default_factory=dict)
+    where: dict[str, int] = field(default_factory=dict)  # blob key -> seq of the pack holding it
+    _packs: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # open (mmapped) packs
+
+    def __post_init__(self) -> None:
+        self.root = Path(self.root)
+        (self.root / "commits").mkdir(parents=True, exist_ok=True)
+        (self.root / "packs").mkdir(parents=True, exist_ok=True)
+        for path in sorted((self.root / "commits").glob("c*.json")):
+            try:
+                manifest = json.loads(path.read_text())
+                if manifest.get("format") != FORMAT_NAME:
+                    continue
+            except (OSError, ValueError):
+                continue  # a damaged manifest is skipped, not fatal
+            seq = int(manifest["seq"])
+            self.commits[seq] = Commit(seq, manifest, path, int(manifest.get("pack_bytes", 0)))
+            for key, info in manifest.get("blobs", {}).items():
+                self.where.setdefault(key, info["pack"])
+
+    # -- writing -------------------------------------------------------------------------------------------------
+    def next_seq(self) -> int:
+        return max(self.commits, default=0) + 1
+
+    def pack_path(self, seq: int) -> Path:
+        return self.root / "packs" / f"p{seq:06d}.safetensors"
+
+    def write_commit(self, seq: int, manifest: dict[str, Any], new_blobs: dict[str, np.ndarray]) -> Commit:
+        """Write ``new_blobs`` (key -> uint8 bytes) as commit ``seq``'s pack, then its manifest."""
+        new_blobs = {k: v for k, v in new_blobs.items() if k not in self.where}
+        size = sum(int(v.nbytes) for v in new_blobs.values())
+        if new_blobs:
+            with atomic_open(self.pack_path(seq), durable=False) as f:
+                write_safetensors(f, new_blobs, {"format": FORMAT_NAME, "commit": str(seq)})
+            for key in new_blobs:
+                self.where[key] = seq
+        for key, info in manifest["blobs"].items():
+            info["pack"] = self.where[key]
+        manifest.update(format=FORMAT_NAME, format_version=FORMAT_VERSION, seq=seq, pack_bytes=size)
+        path = self.root / "commits" / f"c{seq:06d}.json"
+        atomic_write(path, json.dumps(manifest, separators=(",", ":")), durable=False)
+        commit = Commit(seq, manifest, path, size)
+        self.commits[seq] = commit
+        return commit
+
+    # -- reading -------------------------------------------------------------------------------------------------
+    def read_blob(self, key: str) -> np.ndarray:
+        """The bytes of blob ``key`` (a read-only-in-spirit view into a copy-on-write map of its pack)."""
+        seq = self.where.get(key)
+        if seq is None:
+            raise KeyError(f"cell checkpoint store {self.root}: blob {key} is not stored (garbage collected?)")
+        pack = self._packs.get(seq)
+        if pack is None:
+            _, pack = read_safetensors(self.pack_path(seq))
+            self._packs[seq] = pack
+        return pack[key]
+
+    def array(self, key: str, dtype: str, shape: list[int]) -> np.ndarray:
+        """Blob ``key`` as a fresh (owned, writable) array of ``dtype`` and ``shape``."""
+        return self.read_blob(key).view(np.dtype(dtype)).reshape(shape).copy()
+
+    # -- size and garbage collection -------------------------------------------------------------------------------
+    def total_bytes(self) -> int:
+        return sum(p.stat().st_size for p in (self.root / "packs").glob("p*.safetensors"))
+
+    def gc(self, keep: set[int]) -> dict[str, int]:
+        """Drop the oldest commits (never those in ``keep``) until the packs fit the budget; remove unreachable data.
+
+        Reachability: a blob is live when a remaining commit names it. A pack with no live blob is deleted; a pack
+        with some is rewritten with only those. Returns counts of what was removed.
+        """
+        dropped = 0
+        packs_before = len(list((self.root / "packs").glob("p*.safetensors")))
+        total = self.total_bytes()
+        for seq in sorted(self.commits):
+            if total <= self.budget:
+                break
+            if seq in keep:
+                continue
+            commit = self.commits.pop(seq)
+            commit.path.unlink(missing_ok=True)
+            dropped += 1
+            total = self._collect()
+        removed = packs_before - len(list((self.root / "packs").glob("p*.safetensors")))
+        return {"commits_dropped": dropped, "packs_removed": removed, "bytes": total}
+
+    def _collect(self) -> int:
+        live: dict[int, set[str]] = {}
+        for commit in self.commits.values():
+            for key, info in commit.manifest.get("blobs", {}).items():
+                live.setdefault(info["pack"], set()).add(key)
+        for path in list((self.root / "packs").glob("p*.safetensors")):
+            seq = int(path.stem[1:])
+            keys = live.get(seq, set())
+            self._packs.pop(seq, None)
+            if not keys:
+                path.unlink(missing_ok=True)
+                for key in [k for k, s in self.where.items() if s == seq]:
+                    del self.where[key]
+                continue
+            _, arrays = read_safetensors(path, use_mmap=False)
+            if set(arrays) != keys:  # repack with the live blobs only
+                with atomic_open(path, durable=False) as f:
+                    write_safetensors(f, {k: arrays[k] for k in keys}, {"format": FORMAT_NAME, "commit": str(seq)})
+                for key in set(arrays) - keys:
+                    self.where.pop(key, None)
+        return self.total_bytes()
+
+    def close(self) -> None:
+        self._packs.clear()
+
+
+def notebook_name(user_ns: dict[str, Any]) -> str:
+    """The notebook's name (file stem) when the session knows it, else ``"session"``."""
+    name = user_ns.get("__session__") or os.environ.get("JPY_SESSION_NAME") or ""
+    stem = Path(str(name)).stem if name else ""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in stem)
+    return safe or "session"
