@@ -38,6 +38,7 @@ def load_ipython_extension(ipython: object) -> None:
 
 
 def unload_ipython_extension(ipython: object) -> None:
+    """``%unload_ext tinygrad_nb``: remove the magics' cell hooks again."""
     from .notebook.extension import unload_ipython_extension as unload  # noqa: PLC0415
 
     unload(ipython)

@@ -227,6 +227,7 @@ class set_grad_enabled(_GradMode):  # noqa: N801 - PyTorch name
 
 
 def is_grad_enabled() -> bool:
+    """True when ops record a graph (not inside ``no_grad``)."""
     return _grad_enabled
 
 

@@ -154,6 +154,7 @@ def cuda_unavailable_reason() -> str | None:
 
 
 def is_cuda_available() -> bool:
+    """True when cupy imports and sees a GPU (:func:`cuda_unavailable_reason` says why not)."""
     return cuda_unavailable_reason() is None
 
 
@@ -178,6 +179,7 @@ def set_default_device(spec: str | Device) -> Device:
 
 
 def get_default_device() -> Device:
+    """Where new tensors go without ``device=``: set by :func:`set_default_device` or ``TINYGRAD_NB_DEVICE``."""
     global _default
     if _default is None:
         _default = _resolve(os.environ.get("TINYGRAD_NB_DEVICE", "cpu"))

@@ -1020,6 +1020,7 @@ def full(shape: Sequence[int] | int, fill_value: Scalar, dtype: Any = None, devi
 
 
 def eye(n: int, m: int | None = None, dtype: Any = None, device: str | Device | None = None) -> Tensor:
+    """The n x m identity matrix (m defaults to n)."""
     return _new((n, m if m is not None else n), lambda xp, s, d: xp.eye(s[0], s[1], dtype=d), dtype, device, False)
 
 
@@ -1035,6 +1036,7 @@ def arange(start: Scalar, end: Scalar | None = None, step: Scalar = 1, dtype: An
 
 
 def linspace(start: float, end: float, steps: int, dtype: Any = None, device: str | Device | None = None) -> Tensor:
+    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
     return _new((), lambda xp, s, d: xp.linspace(start, end, steps, dtype=d), dtype, device, False)
 
 
@@ -1064,23 +1066,28 @@ def _like(maker: Callable[..., Tensor], t: Tensor, dtype: Any, device: Any, requ
 
 
 def zeros_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Zeros with ``t``'s shape (and its dtype and device unless given)."""
     return _like(zeros, t, dtype, device, requires_grad)
 
 
 def ones_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """Ones with ``t``'s shape (and its dtype and device unless given)."""
     return _like(ones, t, dtype, device, requires_grad)
 
 
 def randn_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """N(0, 1) draws from the central generator with ``t``'s shape, dtype and device."""
     return _like(randn, t, dtype, device, requires_grad)
 
 
 def rand_like(t: Tensor, dtype: Any = None, device: Any = None, requires_grad: bool = False) -> Tensor:
+    """U[0, 1) draws from the central generator with ``t``'s shape, dtype and device."""
     return _like(rand, t, dtype, device, requires_grad)
 
 
 def full_like(t: Tensor, fill_value: Scalar, dtype: Any = None, device: Any = None,
               requires_grad: bool = False) -> Tensor:
+    """``fill_value`` everywhere, with ``t``'s shape (and its dtype and device unless given)."""
     return full(t.shape, fill_value, dtype=dtype if dtype is not None else t.dtype,
                 device=device if device is not None else t.device, requires_grad=requires_grad)
 
@@ -1137,10 +1144,12 @@ def where(condition: Tensor | Any, x: Tensor | Scalar, y: Tensor | Scalar) -> Te
 
 
 def maximum(a: Tensor, b: Any) -> Tensor:
+    """Elementwise max(a, b) with broadcasting; ties split the gradient evenly."""
     return a.maximum(b)
 
 
 def minimum(a: Tensor, b: Any) -> Tensor:
+    """Elementwise min(a, b) with broadcasting; ties split the gradient evenly."""
     return a.minimum(b)
 
 
@@ -1155,4 +1164,5 @@ def from_dlpack(obj: Any) -> Tensor:
 
 
 def is_tensor(obj: Any) -> bool:
+    """True for tinygrad_nb tensors (and Parameters)."""
     return isinstance(obj, Tensor)
