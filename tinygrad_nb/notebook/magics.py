@@ -21,6 +21,7 @@ import ast
 import os
 import random
 import shlex
+import sys
 from collections.abc import Callable
 from types import TracebackType
 from typing import Any
@@ -374,7 +375,7 @@ class TinygradMagics:
         __tracebackhide__ = True
         shell = self.shell
         source = "\n" + shell.transform_cell(cell)
-        filename = shell.compile.cache(source, shell.execution_count, raw_code=source)
+        filename = shell.compile.cache(source, _running_cell_number(shell), raw_code=source)
         tree = ast.parse(source, filename=filename)
         shows_value = bool(tree.body) and isinstance(tree.body[-1], ast.Expr) and not cell.rstrip().endswith(";")
         last = tree.body.pop() if shows_value else None
@@ -419,3 +420,20 @@ def nantracer_widget() -> Any:
     except ImportError:
         return None
     return NaNTracer if in_notebook() else None
+
+
+def _running_cell_number(shell: Any) -> int:
+    """The In[N] number of the cell running now, read from the name IPython compiled it under.
+
+    ``shell.execution_count`` is N while the cell runs in IPython 8 but already N + 1 in IPython 9, so the compiled
+    cell's filename (``<ipython-input-N-...>``, or ipykernel's file that IPython maps to N) is the reliable source.
+    """
+    from ..debug.provenance import cell_number  # noqa: PLC0415 - keeps this module's imports light
+
+    frame = sys._getframe(1)
+    while frame is not None:
+        number = cell_number(frame.f_code.co_filename)
+        if number is not None:
+            return number
+        frame = frame.f_back
+    return shell.execution_count
