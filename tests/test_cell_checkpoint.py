@@ -281,3 +281,11 @@ def test_notebook_checkout_and_replay_under_nbclient(tmp_path: Path) -> None:
     assert text(6).splitlines()[-1] == "True False", text(6)
     assert "In[4]" in text(7) and "stderr" not in [o.get("name") for c in nb.cells for o in c.outputs]
     assert (tmp_path / ".tinygrad_nb" / "checkpoints").is_dir()
+
+
+def test_a_cell_of_checkpoint_magics_and_comments_is_not_recorded() -> None:
+    from tinygrad_nb.notebook.cellckpt.session import _is_own_magic_cell
+
+    assert _is_own_magic_cell("# NBVAL_SKIP: nbval runs cells without history\n%tg_log")
+    assert not _is_own_magic_cell("# a comment\nx = 1")
+    assert not _is_own_magic_cell("# only a comment")

@@ -19,7 +19,7 @@ from .tensor import (RemovableHandle, Tensor, arange, cat, empty, eye, from_dlpa
 # Built on the core above (see DESIGN.md for the dependency direction).
 from . import data, datasets, nn, optim  # noqa: E402
 from .checkpoint import Checkpoint, CheckpointError, load, register_migration, save, suggest_key_mapping  # noqa: E402
-from .determinism import DeterminismError, deterministic  # noqa: E402
+from .determinism import DeterminismError, deterministic, get_deterministic  # noqa: E402
 from .fingerprint import Fingerprint, fingerprint  # noqa: E402
 from .profiler import profile  # noqa: E402
 from . import debug, track  # noqa: E402

@@ -30,7 +30,8 @@ class CheckpointRefError(ValueError):
 
 
 def _is_own_magic_cell(source: str) -> bool:
-    lines = [line.strip() for line in source.splitlines() if line.strip()]
+    """True for a cell holding only checkpoint magics (and comments): running it changes nothing worth a commit."""
+    lines = [line.strip() for line in source.splitlines() if line.strip() and not line.strip().startswith("#")]
     return bool(lines) and all(line.lstrip("%").split()[0] in OWN_MAGICS and line.startswith("%") for line in lines)
 
 
