@@ -35,8 +35,17 @@ def test_every_public_function_and_class_is_documented() -> None:
     assert missing == [], f"undocumented public API: {missing}"
 
 
-@pytest.mark.parametrize("page", sorted(p.name for p in (ROOT / "docs").glob("*.md")))
+@pytest.mark.parametrize("page", sorted(str(p.relative_to(ROOT / "docs")) for p in (ROOT / "docs").rglob("*.md")))
 def test_docs_links_point_at_existing_pages(page: str) -> None:
-    text = (ROOT / "docs" / page).read_text()
-    for target in re.findall(r"\]\(([^)#:]+\.md)", text):
-        assert (ROOT / "docs" / target).exists(), f"docs/{page} links to missing {target}"
+    path = ROOT / "docs" / page
+    for target in re.findall(r"\]\(([^)#:]+\.md)", path.read_text()):
+        assert (path.parent / target).exists(), f"docs/{page} links to missing {target}"
+
+
+def test_every_magic_has_its_own_page() -> None:
+    from tinygrad_nb.notebook.cellckpt.magics import MAGICS as CHECKPOINT_MAGICS
+    from tinygrad_nb.notebook.magics import MAGICS
+
+    names = {name for name, _kind, _help in MAGICS + CHECKPOINT_MAGICS}
+    missing = sorted(name for name in names if not (ROOT / "docs" / "magics" / f"{name}.md").exists())
+    assert missing == []
