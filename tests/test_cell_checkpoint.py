@@ -289,3 +289,29 @@ def test_a_cell_of_checkpoint_magics_and_comments_is_not_recorded() -> None:
     assert _is_own_magic_cell("# NBVAL_SKIP: nbval runs cells without history\n%tg_log")
     assert not _is_own_magic_cell("# a comment\nx = 1")
     assert not _is_own_magic_cell("# only a comment")
+
+
+def test_checkout_keeps_objects_owning_a_finalizer(shell: Any, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """Regression: a store kept in a TemporaryDirectory of the namespace (notebook 10) was deleted by a replay.
+
+    The checkout before the replay replaced the live TemporaryDirectory with an unpickled copy, so the original was
+    garbage collected and its finalizer removed the directory, packs included ("p000002.safetensors: no such
+    checkpoint file"). Objects owning a live weakref.finalize are now lost (left in place), never replaced.
+    """
+    run_ok(shell, "import tempfile, numpy as np\nworkdir = tempfile.TemporaryDirectory()", capsys)
+    workdir = shell.user_ns["workdir"]
+    run_ok(shell, "%tg_ckpt dir={workdir.name}/checkpoints on", capsys)
+    run_ok(shell, "a = np.arange(1000.0)", capsys)
+    run_ok(shell, "a = a * 2\nb = a + 1", capsys)
+    out = run_ok(shell, "%tg_replay #2 --verify", capsys)
+    assert "1/1 cells bitwise" in out, out
+    assert shell.user_ns["workdir"] is workdir
+    packs = Path(workdir.name) / "checkpoints" / "packs"
+    assert sorted(p.name for p in packs.glob("*.safetensors")) == ["p000001.safetensors", "p000002.safetensors"]
+    out = run_ok(shell, "%tg_ckpt status", capsys)
+    assert "2 commits" in out, out
+    out = run_ok(shell, "%tg_checkout #1\n%tg_log", capsys)
+    assert "not restored: workdir" in out and "live weakref.finalize" in out, out
+    assert shell.user_ns["workdir"] is workdir and Path(workdir.name).is_dir()
+    workdir.cleanup()

@@ -140,6 +140,11 @@ class _Pickler(pickle.Pickler):
                 self.snap.pending[idx] = obj
             self._note(idx)
             return ("A", idx)
+        if type(obj) is weakref.finalize and obj.alive:
+            # e.g. tempfile.TemporaryDirectory: a copy would not own the cleanup, and a checkout that replaced the
+            # live object would let its finalizer run (deleting the directory, and a store kept in it)
+            raise pickle.PicklingError("it owns a live weakref.finalize (a resource released when the object is "
+                                       "garbage collected)")
         if isinstance(obj, (types.FunctionType, type)) and getattr(obj, "__module__", None) == "__main__" \
                 and not _is_lambda(obj):
             name = self.main_names.get(id(obj))
