@@ -315,3 +315,79 @@ def test_checkout_keeps_objects_owning_a_finalizer(shell: Any, tmp_path: Path,
     assert "not restored: workdir" in out and "live weakref.finalize" in out, out
     assert shell.user_ns["workdir"] is workdir and Path(workdir.name).is_dir()
     workdir.cleanup()
+
+
+def test_replaying_a_middle_cell_after_checkout_is_bitwise(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    """Restored objects hold unpickled (not interned) strings, a replayed cell's new objects interned ones: the
+    skeleton bytes of every later variable shift (memo indices), yet no value differs."""
+    run_ok(shell, "import tinygrad_nb as tg, numpy as np\nfrom tinygrad_nb.data import DataLoader, TensorDataset\n"
+           "tg.manual_seed(0)\nmodel_a = tg.nn.Sequential(tg.nn.Linear(6, 8), tg.nn.ReLU(), tg.nn.Linear(8, 2))\n"
+           "x = tg.randn(16, 6)\ny = tg.randn(16, 2)", capsys)
+    first = count(shell)
+    run_ok(shell, "model_b = tg.nn.Linear(4, 4)\nopt = tg.optim.Adam(model_a.parameters(), lr=0.01)\n"
+           "loader = DataLoader(TensorDataset(x, y), batch_size=4, shuffle=True)\ncfg = {'name': 'run'}", capsys)
+    run_ok(shell, "model_a = tg.nn.Linear(6, 2)\nw = tg.randn(3, 3)", capsys)
+    last = count(shell)
+    out = run_ok(shell, f"%tg_replay {last} --verify", capsys)
+    assert [r["result"] for r in cellckpt.recorder(shell).last_replay] == ["bitwise"], out
+    out = run_ok(shell, f"%tg_replay {first}..{last} --verify", capsys)
+    assert "3/3 cells bitwise" in out, out
+    # the same cell run by hand after a checkout: %tg_diff sees only what it changed
+    run_ok(shell, f"%tg_checkout {last - 1}", capsys)
+    run_ok(shell, "model_a = tg.nn.Linear(6, 2)\nw = tg.randn(3, 3)", capsys)
+    out = run_ok(shell, f"%tg_diff {last} HEAD", capsys)
+    assert "model_b" not in out and "opt" not in out and "loader" not in out and "cfg" not in out, out
+    # a real change of a non-tensor value, and a broken alias, are still reported
+    run_ok(shell, f"%tg_checkout {last}", capsys)
+    run_ok(shell, "cfg = {'name': 'other'}", capsys)
+    out = run_ok(shell, f"%tg_diff {last} HEAD", capsys)
+    assert "cfg" in out and "model_b" not in out, out
+
+
+def test_canonical_form_keeps_aliasing_and_ignores_string_identity() -> None:
+    import io
+    import pickle
+
+    from tinygrad_nb.notebook.cellckpt.canonical import canonical_digests
+
+    def digests(values: dict[str, Any]) -> dict[str, str]:
+        buffer, variables = io.BytesIO(), {}
+        pickler = pickle.Pickler(buffer, protocol=pickle.HIGHEST_PROTOCOL)
+        for name, value in values.items():
+            start = buffer.tell()
+            pickler.dump(value)
+            variables[name] = {"start": start, "end": buffer.tell()}
+        return canonical_digests(buffer.getvalue(), variables)
+
+    key = b"weight".decode()  # equal to, but not the same object as, the literal
+    shared = [1]
+    a = digests({"p": {"weight": 1}, "q": {"weight": 2}, "r": [shared, shared]})
+    b = digests({"p": {key: 1}, "q": {"weight": 2}, "r": [shared, shared]})
+    assert a == b
+    c = digests({"p": {"weight": 1}, "q": {"weight": 2}, "r": [shared, [1]]})
+    assert c["r"] != a["r"] and c["p"] == a["p"]
+
+
+def test_log_widget_shows_the_timeline(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    from tinygrad_nb.notebook import RecordingComm
+    from tinygrad_nb.notebook.cellckpt.widget import CommitTimeline
+
+    run_ok(shell, "import tinygrad_nb as tg\nt = tg.ones(3)\ngen = (i for i in range(2))", capsys)
+    run(shell, "u = 1\nraise ValueError('x')")
+    rec = cellckpt.recorder(shell)
+    rows = rec.timeline()
+    assert [r["ok"] for r in rows] == [True, False] and rows[0]["lost"] == ["gen"] and rows[-1]["head"]
+    assert rows[0]["bytes"] > 0 and rows[0]["cell"].startswith("In[")
+    comm = RecordingComm()
+    widget = CommitTimeline(rows, comm=comm, show=False)
+    assert widget.finished and widget.closed
+    records = [item for content, _ in comm.custom() for item in content["records"]["items"]]
+    assert [r["seq"] for r in records] == [r["seq"] for r in rows]
+    bundle = widget.static_bundle()
+    assert bundle["image/png"] and bundle["text/plain"] == "cell checkpoints: commit timeline" == repr(widget)
+    assert CommitTimeline([], comm=RecordingComm(), show=False).static_bundle()["image/png"]
+    # outside Jupyter the magic prints the table
+    out = run_ok(shell, "%tg_log --widget", capsys)
+    assert "commit" in out and "error" in out and "*" in out
+    result = run(shell, "%tg_log --bogus")
+    assert isinstance(result.error_in_exec, UsageError) and "%tg_log: unknown argument" in str(result.error_in_exec)

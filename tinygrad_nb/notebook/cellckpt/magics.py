@@ -11,7 +11,7 @@ from .session import CheckpointRefError, Recorder, _size
 
 MAGICS: list[tuple[str, str, str]] = [
     ("tg_ckpt", "line", "cell checkpoints: %tg_ckpt on|off|status|every=N|budget=SIZE|dir=PATH"),
-    ("tg_log", "line", "the recorded cells (commits), oldest first; * marks HEAD"),
+    ("tg_log", "line", "the recorded cells (commits), oldest first; * marks HEAD; --widget: a timeline figure"),
     ("tg_checkout", "line", "restore the namespace to after a cell: %tg_checkout N | #S | HEAD~K"),
     ("tg_undo", "line", "restore the namespace to before the last recorded cell (%tg_checkout HEAD~1)"),
     ("tg_diff", "line", "which variables changed between two commits: %tg_diff A B"),
@@ -92,8 +92,21 @@ class CheckpointMagics:
         print(f"cell checkpoints: {state}{every}; {len(store.commits)} commits, {_size(store.total_bytes())} of "
               f"{_size(store.budget)} in {store.root}")
 
-    def tg_log(self, line: str = "") -> None:
+    def tg_log(self, line: str = "") -> Any:
+        words = line.split()
+        if any(w != "--widget" for w in words):
+            raise usage_error(f"%tg_log: unknown argument {next(w for w in words if w != '--widget')!r} "
+                              "(usage: %tg_log [--widget])")
+        if words:
+            from ..widgets.base import in_notebook
+
+            if in_notebook():
+                from .widget import CommitTimeline
+
+                CommitTimeline(self.rec.timeline())
+                return None
         print(table(self.rec.log()))
+        return None
 
     def tg_checkout(self, line: str = "") -> None:
         if not line.strip():

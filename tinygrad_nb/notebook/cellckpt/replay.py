@@ -9,12 +9,15 @@ Per cell the verdict is one of
   abs and max ULP difference.
 
 Skeleton pickles use positional persistent ids (see :mod:`.snapshot`), so the same structure pickles to the same
-bytes even though the replay built new objects.
+bytes even though the replay built new objects. Where a variable's skeleton bytes differ, its canonical form
+(:mod:`.canonical`) decides: the memo makes the bytes depend on whether equal strings and tuples are one object or
+several, which differs between objects restored by a checkout and objects the replayed cell built.
 """
 from __future__ import annotations
 
 from typing import Any
 
+from .canonical import CanonicalError, canonical_digests
 from .snapshot import capture
 
 
@@ -37,6 +40,19 @@ def compare_commit(recorder: Any, commit: Any, success: bool) -> dict[str, Any]:
         if name not in recorded and name not in m["lost"]:
             notes.append(f"{name} is new")
     first_diverged = None
+    canonical: list[dict[str, str] | None] = []
+
+    def same_skeleton(name: str, var: dict[str, Any], mine: dict[str, Any]) -> bool:
+        if skeleton[var["start"]:var["end"]] == snap.skeleton[mine["start"]:mine["end"]]:
+            return True
+        if not canonical:  # computed once, only when some bytes differ
+            try:
+                canonical.extend([canonical_digests(skeleton, recorded), canonical_digests(snap.skeleton, now)])
+            except (CanonicalError, KeyError, IndexError, ValueError):
+                canonical.extend([None, None])
+        old, new = canonical
+        return old is not None and new is not None and old.get(name) == new.get(name)
+
     for name, var in recorded.items():
         if name not in now:
             continue
@@ -59,7 +75,7 @@ def compare_commit(recorder: Any, commit: Any, success: bool) -> dict[str, Any]:
             break
         if len(rec_tensors) != len(new_tensors):
             notes.append(f"{name} holds {len(new_tensors)} tensors, recorded {len(rec_tensors)}")
-        elif skeleton[var["start"]:var["end"]] != snap.skeleton[mine["start"]:mine["end"]]:
+        elif not same_skeleton(name, var, mine):
             notes.append(f"{name} differs (not a tensor)")
     if first_diverged is not None:
         d = first_diverged

@@ -250,6 +250,21 @@ class Recorder:
         self.wait()
         va, vb = a.manifest["variables"], b.manifest["variables"]
         rows = []
+        canonical: list[dict[str, str] | None] = []
+
+        def same_canonical(name: str) -> bool:
+            """fps are raw skeleton bytes, which depend on the identity of equal strings (see .canonical)."""
+            from .canonical import CanonicalError, canonical_digests
+
+            if not canonical:
+                try:
+                    canonical.extend(canonical_digests(self.store.read_blob(c.manifest["skeleton"]).tobytes(),
+                                                       c.manifest["variables"]) for c in (a, b))
+                except (CanonicalError, KeyError, IndexError, ValueError):
+                    canonical.extend([None, None])
+            return canonical[0] is not None and canonical[1] is not None and \
+                canonical[0].get(name) == canonical[1].get(name)
+
         for name in list(va) + [n for n in vb if n not in va]:
             if name not in vb:
                 rows.append({"variable": name, "change": "removed", "max_abs": "", "max_ulp": ""})
@@ -259,6 +274,8 @@ class Recorder:
                 row = {"variable": name, "change": "changed", "max_abs": "", "max_ulp": ""}
                 ka = [a.manifest["tensors"][i] for i in va[name]["tensors"]]
                 kb = [b.manifest["tensors"][i] for i in vb[name]["tensors"]]
+                if [r["key"] for r in ka] == [r["key"] for r in kb] and same_canonical(name):
+                    continue
                 worst_abs, worst_ulp = 0.0, 0
                 for ra, rb in zip(ka, kb):
                     if ra["key"] == rb["key"] or ra["shape"] != rb["shape"] or ra["dtype"] != rb["dtype"]:
@@ -314,6 +331,19 @@ class Recorder:
                          "vars": str(len(m["variables"])), "lost": ",".join(sorted(m["lost"])) or "-",
                          "new bytes": _size(commit.size), "source": first[:40]})
         return rows
+
+
+    def timeline(self) -> list[dict[str, Any]]:
+        """The commits for the history widget, oldest first: seq, cell, ok, bytes (new), lost names, head."""
+        self.wait()
+        out = []
+        for seq in sorted(self.store.commits):
+            commit = self.store.commits[seq]
+            m = commit.manifest
+            out.append({"seq": seq, "cell": "" if commit.execution_count is None else f"In[{commit.execution_count}]",
+                        "ok": bool(m["cell"]["success"]), "bytes": int(commit.size), "lost": sorted(m["lost"]),
+                        "head": seq == self.head})
+        return out
 
 
 def compare_arrays(x: np.ndarray, y: np.ndarray) -> dict[str, Any] | None:
