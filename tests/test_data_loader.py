@@ -255,3 +255,14 @@ def test_dataloader_bucket_by_with_pad_collate() -> None:
     assert total == 400
     state = loader.state_dict()
     assert state["sampler"]["type"] == "BucketBatchSampler"
+
+
+def test_subset_accepts_ranges_slices_and_lists_of_positions() -> None:
+    x = tg.arange(10).float().reshape(5, 2)
+    y = tg.arange(5)
+    subset = Subset(TensorDataset(x, y), [4, 0, 2])
+    xb, yb = subset[range(3)]
+    assert yb.tolist() == [4, 0, 2] and xb.tolist() == [[8.0, 9.0], [0.0, 1.0], [4.0, 5.0]]
+    assert subset[1:][1].tolist() == [0, 2]
+    assert subset[[2]][1].tolist() == [2]
+    assert subset[0][1].item() == 4

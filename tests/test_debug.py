@@ -112,6 +112,7 @@ def test_forward_report_shows_the_library_frames_between_user_line_and_op(tmp_pa
             run_source(source, filename)
     err = info.value
     assert err.location == (filename, 7) and err.op == "Linear"
+    assert err.where == f"{filename}:7"
     assert "inside nn/functional.py:" in str(err) and "nn/linear.py:" in str(err)
     assert "an input was already non-finite" in str(err)
 

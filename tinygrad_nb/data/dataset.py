@@ -68,8 +68,12 @@ class Subset(Dataset):
         self.dataset = dataset
         self.indices = np.asarray(indices, dtype=np.int64)
 
-    def __getitem__(self, index: int) -> Any:
-        return self.dataset[int(self.indices[index])]
+    def __getitem__(self, index: int | slice | Sequence[int] | np.ndarray) -> Any:
+        """One sample for an int; for a slice, range, list or array of positions, their batch (``get_batch``)."""
+        if isinstance(index, (int, np.integer)):
+            return self.dataset[int(self.indices[index])]
+        positions = np.arange(len(self.indices))[index] if isinstance(index, slice) else np.asarray(index)
+        return self.get_batch(positions)
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -39,6 +39,11 @@ class NonFiniteError(FloatingPointError):
         self.phase = phase
         self.location = location
 
+    @property
+    def where(self) -> str:
+        """The location as people read it: ``train.py:12`` or ``cell [5], line 3`` ("" when unknown)."""
+        return format_location(self.location, source=False) if self.location is not None else ""
+
 
 @dataclass
 class AnomalyEvent:
