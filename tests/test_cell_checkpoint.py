@@ -142,6 +142,69 @@ def test_checkout_restores_values_and_aliases(shell: Any, capsys: pytest.Capture
     assert float(row.split()[2]) > 0 and int(row.split()[3]) > 0
 
 
+def test_checkout_keeps_numpy_views(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    run_ok(shell, "import numpy as np\na = np.arange(10.0)\nb = a[1:]\nc = a[::2]\n"
+           "f = np.zeros((4, 5), order='F')\np = f[1:, ::2]\n"
+           "r1, r2 = (lambda r: (r[:4], r[2:]))(np.arange(6.0))", capsys)  # r1, r2: views of a root not in ns
+    setup = count(shell)
+    run_ok(shell, "a[:] = -1\nf[:] = 3\nr1[:] = 9", capsys)
+    run_ok(shell, f"%tg_checkout {setup}", capsys)
+    ns = shell.user_ns
+    a, b, c = ns["a"], ns["b"], ns["c"]
+    np.testing.assert_array_equal(a, np.arange(10.0))
+    assert np.shares_memory(a, b) and np.shares_memory(a, c) and b.strides == (8,) and c.strides == (16,)
+    a[3] = 100.0  # a write through a is seen through b and c, as before
+    assert b[2] == 100.0 and c.tolist()[:2] == [0.0, 2.0]
+    a[2] = 50.0
+    assert c[1] == 50.0
+    f, p = ns["f"], ns["p"]
+    assert f.flags.f_contiguous and np.shares_memory(f, p) and p.strides == (8, 64)
+    f[1, 0] = 7.0
+    assert p[0, 0] == 7.0
+    r1, r2 = ns["r1"], ns["r2"]
+    np.testing.assert_array_equal(r1, np.arange(4.0))
+    r1[3] = 42.0
+    assert np.shares_memory(r1, r2) and r2[1] == 42.0
+
+
+def test_checkout_keeps_tensors_sharing_memory(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    run_ok(shell, "import tinygrad_nb as tg, numpy as np\nt = tg.Tensor(np.arange(12.0, dtype=np.float32).reshape(3, 4))\n"
+           "v = t.detach()\nw = tg.Tensor._wrap(t.data[1], t.device)\n"
+           "own = tg.Tensor(np.zeros(8, dtype=np.float32))\nhalf = tg.Tensor._wrap(own.data[4:], own.device)", capsys)
+    setup = count(shell)
+    run_ok(shell, "t.fill_(0) if hasattr(t, 'fill_') else t.data.fill(0)\nhalf[0] = 5.0\nq = 1", capsys)
+    run_ok(shell, f"%tg_checkout {setup}", capsys)
+    ns = shell.user_ns
+    t, v, w, own, half = (ns[n] for n in ("t", "v", "w", "own", "half"))
+    np.testing.assert_array_equal(t.numpy(), np.arange(12.0).reshape(3, 4))
+    assert np.shares_memory(t.data, v.data) and np.shares_memory(t.data, w.data) and t._version is v._version
+    assert np.shares_memory(own.data, half.data) and own.data[4] == 0.0
+    t.data[1, 2] = 99.0
+    assert w.data[2] == 99.0 and v.data[1, 2] == 99.0
+    # a write through one member only bumps its own version: the next commit must still record the right bytes
+    run_ok(shell, "half[1] = 6.0", capsys)
+    changed = count(shell)
+    run_ok(shell, "own.data[:] = 1.0\nq = 2", capsys)
+    run_ok(shell, f"%tg_checkout {changed}", capsys)
+    own, half = shell.user_ns["own"], shell.user_ns["half"]
+    assert own.data[5] == 6.0 and np.shares_memory(own.data, half.data)
+
+
+def test_equal_arrays_stay_distinct_after_checkout(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    run_ok(shell, "import tinygrad_nb as tg, numpy as np\nx = np.ones(5)\ny = np.ones(5)\n"
+           "s = tg.Tensor(np.ones(5, dtype=np.float32))\nu = tg.Tensor(np.ones(5, dtype=np.float32))", capsys)
+    setup = count(shell)
+    run_ok(shell, "q = 1", capsys)
+    run_ok(shell, f"%tg_checkout {setup}", capsys)
+    ns = shell.user_ns
+    assert not np.shares_memory(ns["x"], ns["y"]) and not np.shares_memory(ns["s"].data, ns["u"].data)
+    ns["x"][0] = 3.0
+    ns["s"].data[0] = 3.0
+    assert ns["y"][0] == 1.0 and ns["u"].data[0] == 1.0
+    m = cellckpt.recorder(shell).resolve(str(setup)).manifest
+    assert not any("view" in r for r in m["tensors"].values())
+
+
 def test_checkout_errors_are_usage_errors(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
     run_ok(shell, "v = 1", capsys)
     for line, message in [("%tg_checkout 999", "%tg_checkout: no checkpoint of cell In[999]"),

@@ -6,7 +6,11 @@ not pickled: ``persistent_id`` swaps each for a stable uid, and the snapshot kee
 shape, ...)`` whose bytes go to the content-addressed store. A tensor's uid lives as long as the tensor (a weakref
 cache keyed by ``id``); its hash is reused while its ``version`` counter and its ``data`` object are unchanged, so a
 cell that does not touch a 100 MB model hashes nothing. Numpy arrays have no version counter and are re-hashed.
-Two distinct arrays with equal bytes get two uids (one blob): they are restored as two arrays.
+Two distinct arrays with equal bytes get two uids (one blob): they are restored as two arrays. Arrays that share
+memory (numpy views ``b = a[1:]``, tensors whose ``data`` is one array or views of one, ``t.detach()``) are grouped
+by the root of their ``.base`` chain after pickling (:func:`link_views`): each record gets ``view = {root, offset,
+strides}`` and a restore rebuilds them as views of the root's restored memory, so a write through one is seen through
+the others again. ``t.detach()``'s shared version counter is kept too (``version_of``).
 
 Functions and classes defined in the notebook (``__main__``) are pickled by name and resolved against the live
 namespace on restore. What cannot be pickled (a generator, an open file, a lambda, a module with lambda hooks) is
@@ -126,6 +130,8 @@ class _Pickler(pickle.Pickler):
         self.var, self.counter = "", 0
         self.index: dict[int, int] = {}  # tracker uid -> index in this snapshot (persistent ids are positional,
         # so the skeleton's bytes depend only on the structure, not on which objects hold it)
+        self.memory: list[tuple[str, np.ndarray]] = []  # (index, numpy array) of every array and cpu tensor's data
+        self.versions: dict[int, str] = {}  # id of a tensor's version counter -> the first index holding it
 
     def persistent_id(self, obj: Any) -> Any:
         if isinstance(obj, Tensor):
@@ -138,6 +144,7 @@ class _Pickler(pickle.Pickler):
                 self.snap.tensors[idx] = {"kind": "array", "uid": uid, "dtype": obj.dtype.str,
                                           "shape": list(obj.shape)}
                 self.snap.pending[idx] = obj
+                self.memory.append((idx, obj))
             self._note(idx)
             return ("A", idx)
         if type(obj) is weakref.finalize and obj.alive:
@@ -175,7 +182,12 @@ class _Pickler(pickle.Pickler):
                                   "requires_grad": bool(t.requires_grad), "grad": None, "version": t.version}
         self.snap.tensors[uid] = record
         self.snap.infos[uid] = info
+        first = self.versions.setdefault(id(t._version), uid)
+        if first != uid:
+            record["version_of"] = first  # t.detach() shares its version counter with t
         data = t.data
+        if type(data) is np.ndarray:
+            self.memory.append((uid, data))
         if info.key is not None and info.version == t.version and info.data_id == id(data):
             record["key"] = info.key  # unchanged since it was last hashed
             self.snap.cached[uid] = data  # its bytes, should the store not hold that blob (a new store, gc)
@@ -235,7 +247,86 @@ def capture(user_ns: dict[str, Any], hidden: set[str], tracker: Tracker,
         snap.infos.clear()
         snap.cached.clear()
     snap.skeleton = buffer.getvalue()
+    link_views(snap, pickler.memory)
     return snap
+
+
+def _rehash_unversioned(snap: Snapshot, members: list[tuple[str, np.ndarray]]) -> None:
+    """A write through one member of a memory-sharing group bumps only its own version counter (a numpy array has
+    none): unless all members are tensors sharing one counter, their cached hashes cannot be trusted."""
+    counters = set()
+    for idx, _ in members:
+        info = snap.infos.get(idx)
+        t = info.ref() if info is not None and snap.tensors[idx]["kind"] == "tensor" else None
+        counters.add(id(t._version) if t is not None else ("array", idx))
+    if len(counters) < 2:
+        return
+    for idx, _ in members:
+        data = snap.cached.pop(idx, None)
+        if data is not None:
+            snap.tensors[idx].pop("key", None)
+            snap.pending[idx] = data
+            snap.infos[idx].key = None
+
+
+def _byte_bounds(array: np.ndarray) -> tuple[int, int]:
+    low = high = _pointer(array)
+    for n, stride in zip(array.shape, array.strides):
+        if stride < 0:
+            low += (n - 1) * stride
+        else:
+            high += (n - 1) * stride
+    return low, high + array.itemsize
+
+
+def _pointer(array: np.ndarray) -> int:
+    return array.__array_interface__["data"][0]
+
+
+def link_views(snap: Snapshot, memory: list[tuple[str, np.ndarray]]) -> None:
+    """Record which arrays share memory, so a restore rebuilds them as views of one buffer again.
+
+    Every numpy array (a variable, or a cpu tensor's ``data``) is grouped by the array at the end of its ``.base``
+    chain (its root). A group of two or more records gets a ``view`` entry per record: ``{root, offset, strides}``,
+    ``root`` naming the record whose bytes hold the root's memory (a member that *is* the root, or else an extra
+    ``buffer`` record of the root's bytes, named by no variable) and ``offset`` the byte offset from the root's data
+    pointer. A lone view is restored as a copy (storing a big root for one small slice would cost more than it keeps).
+    """
+    groups: dict[int, list[tuple[str, np.ndarray]]] = {}
+    if len(memory) < 2:
+        return
+    roots: dict[int, np.ndarray] = {}
+    for idx, array in memory:
+        root = array
+        while isinstance(root.base, np.ndarray):
+            root = root.base
+        groups.setdefault(id(root), []).append((idx, array))
+        roots[id(root)] = root
+    count = 0
+    for ident, members in groups.items():
+        if len(members) < 2:
+            continue
+        root = roots[ident]
+        if not (root.flags.c_contiguous or root.flags.f_contiguous) or not root.dtype.isnative \
+                or root.dtype.kind not in "biufc":
+            continue
+        start = _pointer(root)
+        end = start + root.nbytes
+        root_idx = next((idx for idx, array in members if array is root), None)
+        if root_idx is None:
+            root_idx = f"~root:{count}"
+            count += 1
+            snap.tensors[root_idx] = {"kind": "buffer", "dtype": root.dtype.str, "shape": list(root.shape)}
+            snap.pending[root_idx] = root
+        if root.flags.f_contiguous and not root.flags.c_contiguous:
+            snap.tensors[root_idx]["layout"] = "F"
+        _rehash_unversioned(snap, members)
+        for idx, array in members:
+            low, high = _byte_bounds(array)
+            if array.size and (low < start or high > end):
+                continue  # not inside the root's memory (should not happen): restored as a copy
+            snap.tensors[idx]["view"] = {"root": root_idx, "offset": _pointer(array) - start,
+                                         "strides": list(array.strides)}
 
 
 # -- restore -----------------------------------------------------------------------------------------------------
@@ -261,14 +352,23 @@ class Restorer:
         self.user_ns = user_ns
         self.built: dict[int, Any] = {}
         self.changed = 0
+        self.members: dict[str, list[str]] = {}  # root record -> the records sharing its memory (itself included)
+        for idx, record in tensors.items():
+            view = record.get("view")
+            if view is not None:
+                self.members.setdefault(view["root"], []).append(idx)
 
     def get(self, uid: int) -> Any:
         obj = self.built.get(uid)
         if obj is not None:
             return obj
         record = self.records[uid]
-        if record["kind"] == "array":
-            obj = self.load(record["key"], record["dtype"], record["shape"])
+        view = self._view(uid, record)
+        if record["kind"] in ("array", "buffer"):
+            obj = view if view is not None else self._live_root(uid, record) if record["kind"] == "buffer" \
+                else None
+            if obj is None:
+                obj = self._load(record)
             self.built[uid] = obj
             return obj
         live = self.live.get(record.get("uid"))
@@ -277,22 +377,84 @@ class Restorer:
             t = live
             info = self.tracker.info(t)
             same = (info.key == record["key"] and info.version == t.version and info.data_id == id(t.data))
+            if same and record.get("view", {}).get("root") == uid:
+                same = self._live_root(uid, record) is not None  # a write through another member bumped only its
+                # own version counter: reuse this root only when the whole group is unchanged
+            if same and view is not None:  # unchanged bytes, but it must still be that view of the restored root
+                data = t.data
+                same = type(data) is np.ndarray and _pointer(data) == _pointer(view) \
+                    and data.strides == view.strides and data.shape == view.shape and data.dtype == view.dtype
             if not same:
-                self._set_data(t, record)
+                self._set_data(t, record, view)
         else:
             t = object.__new__(cls)
             t.device, t._ctx, t._version, t._hooks, t._retains_grad = Device(record["device"]), None, [0], None, False
-            self._set_data(t, record)
+            self._set_data(t, record, view)
         self.built[uid] = t
+        other = record.get("version_of")
+        if other is not None and other in self.records:
+            shared = self.get(other)
+            if isinstance(shared, Tensor) and t._version is not shared._version:
+                t._version = shared._version
+                if self.tracker is not None:
+                    info = self.tracker.info(t)
+                    info.version = t.version  # its bytes are right (set or checked above)
         t.requires_grad = record["requires_grad"]
         t.grad = self.get(record["grad"]) if record.get("grad") is not None else None
         if self.tracker is not None and live is not t and record.get("uid") is not None:
             self.tracker.info(t).uid = record["uid"]  # the rebuilt tensor takes over the recorded identity
         return t
 
-    def _set_data(self, t: Tensor, record: dict[str, Any]) -> None:
+    def _load(self, record: dict[str, Any]) -> np.ndarray:
         array = self.load(record["key"], record["dtype"], record["shape"])
+        return np.asfortranarray(array) if record.get("layout") == "F" else array
+
+    def _live_root(self, uid: str, record: dict[str, Any]) -> np.ndarray | None:
+        """The live memory of a root record (a buffer, or a tensor that owns it), when every view of it is a live, unchanged tensor still viewing it
+        at the recorded place (then nothing needs rewriting); else None."""
+        if self.tracker is None:
+            return None
+        root = None
+        for idx in self.members.get(uid, []):
+            member = self.records[idx]
+            t = self.live.get(member.get("uid")) if member["kind"] == "tensor" else None
+            if t is None or type(t.data) is not np.ndarray:
+                return None
+            info = self.tracker.info(t)
+            if not (info.key == member.get("key") and info.version == t.version and info.data_id == id(t.data)):
+                return None
+            base = t.data
+            while isinstance(base.base, np.ndarray):
+                base = base.base
+            if (root is not None and base is not root) or _pointer(t.data) - _pointer(base) != member["view"]["offset"]:
+                return None
+            root = base
+        if root is None or root.dtype.str != record["dtype"] or list(root.shape) != record["shape"]:
+            return None
+        if record["kind"] == "tensor" and root is not self.live.get(record.get("uid")).data:
+            return None
+        return root
+
+    def _view(self, uid: Any, record: dict[str, Any]) -> np.ndarray | None:
+        """The array of a record that shared memory with others (see :func:`link_views`), as a view of its root's
+        restored memory; None for a record that is its own root or shared nothing."""
+        view = record.get("view")
+        if view is None or view["root"] == uid or view["root"] not in self.records:
+            return None
+        root = self.get(view["root"])
+        if isinstance(root, Tensor):
+            root = root.data
+        if type(root) is not np.ndarray:
+            return None
+        flat = root.ravel(order="K").view(np.uint8)
+        if flat.base is None or not np.shares_memory(flat, root):
+            return None
+        return np.ndarray(tuple(record["shape"]), np.dtype(record["dtype"]), buffer=flat, offset=view["offset"],
+                          strides=tuple(view["strides"]))
+
+    def _set_data(self, t: Tensor, record: dict[str, Any], view: np.ndarray | None = None) -> None:
         device = Device(record["device"])
+        array = view if view is not None and device.xp is np else self._load(record)
         t.data = array if device.xp is np else device.xp.asarray(array)
         t.device = device
         t._version[0] += 1
