@@ -723,3 +723,15 @@ def test_scheduler_argument_errors() -> None:
         lr_scheduler.StepLR(_optimizer(), step_size=0)
     with pytest.raises(ValueError, match="T_max must be positive, got 0"):
         lr_scheduler.CosineAnnealingLR(_optimizer(), T_max=0)
+
+
+def test_state_dict_copy_false_shares_the_live_state() -> None:
+    p = tg.tensor([1.0, 2.0], requires_grad=True)
+    opt = optim.SGD([p], lr=0.1, momentum=0.9)
+    p.grad = tg.tensor([1.0, 1.0])
+    opt.step()
+    live = opt.state[p]["momentum_buffer"]
+    assert opt.state_dict(copy=False)["state"][0]["momentum_buffer"] is live
+    copied = opt.state_dict()["state"][0]["momentum_buffer"]
+    assert copied is not live and not np.shares_memory(copied.numpy(), live.numpy())
+    assert opt.state_dict(copy=False)["param_groups"] == opt.state_dict()["param_groups"]

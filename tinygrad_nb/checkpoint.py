@@ -160,30 +160,12 @@ def save(path: str | os.PathLike[str], model: Any = None, optimizer: Any = None,
 
 
 def _state_dict(obj: Any) -> Any:
-    """``obj.state_dict()``, except for an optimizer that keeps the base class's: the same layout without copying its
-    moments (``Optimizer.state_dict`` copies every tensor so that later steps cannot change it; ``save`` writes the
-    bytes right away, so it can read them in place)."""
+    """``obj.state_dict()``; for an optimizer with the base class's state_dict, without copying its moments
+    (``save`` writes the bytes right away, so it can read them in place). A subclass's own state_dict is called as
+    is."""
     if isinstance(obj, Optimizer) and type(obj).state_dict is Optimizer.state_dict:
-        return _optimizer_state_view(obj)
+        return obj.state_dict(copy=False)
     return obj.state_dict()
-
-
-def _optimizer_state_view(opt: Optimizer) -> dict[str, Any]:
-    """What ``Optimizer.state_dict()`` returns (parameters replaced by their index), sharing the live tensors and
-    values instead of copying them. Only for encoding at once; must follow ``Optimizer.state_dict``'s layout."""
-    index: dict[int, int] = {}
-    groups = []
-    for group in opt.param_groups:
-        packed = {k: v for k, v in group.items() if k != "params"}
-        packed["params"] = [index.setdefault(id(p), len(index)) for p in group["params"]]
-        groups.append(packed)
-    state: dict[int, dict[str, Any]] = {}
-    for group in opt.param_groups:
-        for p in group["params"]:
-            entry = opt.state.get(p)
-            if entry:
-                state[index[id(p)]] = dict(entry)
-    return {"state": state, "param_groups": groups}
 
 
 class _Encoder:

@@ -154,18 +154,20 @@ class Optimizer:
                 state[key] = value.to(device=p.device, dtype=cast)
 
     # -- checkpointing ------------------------------------------------------------------------------------------
-    def state_dict(self) -> dict[str, Any]:
+    def state_dict(self, *, copy: bool = True) -> dict[str, Any]:
         """The optimizer's state in PyTorch's layout, with parameters replaced by their index::
 
             {'state': {0: {'momentum_buffer': Tensor}, ...},
              'param_groups': [{'lr': 0.1, ..., 'params': [0, 1]}, ...]}
 
-        Everything is copied: later steps do not change a saved state dict.
+        Everything is copied, so later steps do not change a saved state dict. ``copy=False`` shares the live
+        tensors and values instead: only for writing them out at once (``tinygrad_nb.save`` does).
         """
+        copy_value = _copy_value if copy else _same
         index: dict[int, int] = {}
         groups = []
         for group in self.param_groups:
-            packed = {k: _copy_value(v) for k, v in group.items() if k != "params"}
+            packed = {k: copy_value(v) for k, v in group.items() if k != "params"}
             packed["params"] = [index.setdefault(id(p), len(index)) for p in group["params"]]
             groups.append(packed)
         state: dict[int, dict[str, Any]] = {}
@@ -173,7 +175,7 @@ class Optimizer:
             for p in group["params"]:
                 entry = self.state.get(p)
                 if entry:
-                    state[index[id(p)]] = {k: _copy_value(v) for k, v in entry.items()}
+                    state[index[id(p)]] = {k: copy_value(v) for k, v in entry.items()}
         return {"state": state, "param_groups": groups}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -253,6 +255,10 @@ def _index(key: Any) -> Any:
 def _to_numpy(value: Any) -> np.ndarray:
     get = getattr(value, "get", None)  # cupy arrays copy to the host with .get()
     return np.asarray(get() if callable(get) and hasattr(value, "__cuda_array_interface__") else value)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _copy_value(value: Any) -> Any:
