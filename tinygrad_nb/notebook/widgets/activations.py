@@ -71,11 +71,6 @@ class ActivationInspector(LiveWidget):
         if stats["nonfinite"]:
             self.flush()
 
-    def _remove_hooks(self) -> None:
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks = []
-
     # -- the static figure ----------------------------------------------------------------------------------------
     def draw(self, axes: list[Any]) -> None:
         ax = axes[0]

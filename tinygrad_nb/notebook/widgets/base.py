@@ -97,6 +97,7 @@ class LiveWidget:
         self._records_sent = 0
         self.channel = Channel(self._send_pending, batch=self.batch)
         self._handles: list[Any] = []
+        self._hooks: list[Any] = []  # hook handles a subclass registers; removed when the widget is released
         self.finished = False
         self.closed = False
         register_live(self)
@@ -238,7 +239,10 @@ class LiveWidget:
             self.view.close()
 
     def _remove_hooks(self) -> None:
-        """Subclasses that registered hooks remove them here."""
+        """Remove the hook handles in ``self._hooks`` (a subclass with other cleanup overrides this)."""
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
 
     @property
     def active(self) -> bool:

@@ -74,11 +74,6 @@ class GradHistograms(LiveWidget):
         if finite.size < flat.size:
             self.flush()
 
-    def _remove_hooks(self) -> None:
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks = []
-
     # -- the static figure ----------------------------------------------------------------------------------------
     def draw(self, axes: list[Any]) -> None:
         ax = axes[0]
