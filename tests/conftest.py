@@ -5,6 +5,10 @@ device), which exercises transfers, device-mismatch errors and cross-device load
 """
 from __future__ import annotations
 
+import builtins
+from collections.abc import Iterator
+from typing import Any
+
 import pytest
 
 import tinygrad_nb as tg
@@ -25,3 +29,21 @@ def dev(request: pytest.FixtureRequest) -> str:
 def _fresh_seed() -> None:
     """Every test starts from the same RNG state, so tests are independent of their order."""
     tg.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def ipython() -> Iterator[Any]:
+    """An in-process IPython shell (history in memory), taken down again so later tests see no IPython."""
+    from IPython.core.interactiveshell import InteractiveShell  # noqa: PLC0415 - only the notebook tests need it
+    from traitlets.config import Config  # noqa: PLC0415
+
+    if InteractiveShell.initialized():  # someone else's shell: use it and leave it be
+        yield InteractiveShell.instance()
+        return
+    builtins_before = set(vars(builtins))
+    config = Config()
+    config.HistoryManager.hist_file = ":memory:"
+    yield InteractiveShell.instance(config=config)
+    InteractiveShell.clear_instance()
+    for name in set(vars(builtins)) - builtins_before:  # IPython adds __IPYTHON__ and display
+        delattr(builtins, name)

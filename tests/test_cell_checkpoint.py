@@ -4,7 +4,6 @@ Cells run in an in-process IPython shell (as a notebook runs them); one test exe
 """
 from __future__ import annotations
 
-import builtins
 import json
 from pathlib import Path
 from typing import Any
@@ -17,22 +16,6 @@ from tinygrad_nb.notebook.cellckpt.session import compare_arrays
 
 IPython = pytest.importorskip("IPython")
 from IPython.core.error import UsageError
-from IPython.core.interactiveshell import InteractiveShell
-from traitlets.config import Config
-
-
-@pytest.fixture(scope="module")
-def ipython() -> Any:
-    if InteractiveShell.initialized():
-        yield InteractiveShell.instance()
-        return
-    builtins_before = set(vars(builtins))
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    yield InteractiveShell.instance(config=config)
-    InteractiveShell.clear_instance()
-    for name in set(vars(builtins)) - builtins_before:
-        delattr(builtins, name)
 
 
 @pytest.fixture

@@ -5,7 +5,6 @@ errors are what a user sees. The last test executes a real notebook with nbclien
 """
 from __future__ import annotations
 
-import builtins
 import json
 import random
 import subprocess
@@ -25,23 +24,6 @@ from tinygrad_nb.notebook.magics import MAGICS
 
 IPython = pytest.importorskip("IPython")
 from IPython.core.error import UsageError  # noqa: E402
-from IPython.core.interactiveshell import InteractiveShell  # noqa: E402
-from traitlets.config import Config  # noqa: E402
-
-
-@pytest.fixture(scope="module")
-def ipython() -> Any:
-    """An in-process IPython shell (history in memory), taken down again so later tests see no IPython."""
-    if InteractiveShell.initialized():  # someone else's shell: use it and leave it be
-        yield InteractiveShell.instance()
-        return
-    builtins_before = set(vars(builtins))
-    config = Config()
-    config.HistoryManager.hist_file = ":memory:"
-    yield InteractiveShell.instance(config=config)
-    InteractiveShell.clear_instance()
-    for name in set(vars(builtins)) - builtins_before:  # IPython adds __IPYTHON__ and display
-        delattr(builtins, name)
 
 
 @pytest.fixture
