@@ -437,3 +437,17 @@ def test_log_widget_shows_the_timeline(shell: Any, capsys: pytest.CaptureFixture
     assert "commit" in out and "error" in out and "*" in out
     result = run(shell, "%tg_log --bogus")
     assert isinstance(result.error_in_exec, UsageError) and "%tg_log: unknown argument" in str(result.error_in_exec)
+
+
+def test_a_replaced_data_array_at_a_reused_address_is_rehashed(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # Gradient accumulation replaces .grad.data without bumping its version; the new array can sit at the freed
+    # old array's address (same id), which must not pass for "unchanged".
+    run_ok(shell, "import tinygrad_nb as tg, numpy as np\nw = tg.zeros(8)", capsys)
+    rec = cellckpt.recorder(shell)
+    for step in range(1, 6):
+        run_ok(shell, "w.data = w.data + 1\nw.data = w.data + 1", capsys)
+        rec.wait()
+        m = rec.resolve("HEAD").manifest
+        record = m["tensors"][m["variables"]["w"]["tensors"][0]]
+        recorded = rec.store.array(record["key"], record["dtype"], record["shape"])
+        np.testing.assert_array_equal(recorded, np.full(8, 2.0 * step, dtype=np.float32))

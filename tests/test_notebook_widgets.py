@@ -6,6 +6,7 @@ import base64
 import importlib.util
 import io
 import json
+import math
 import re
 import shutil
 import subprocess
@@ -42,10 +43,11 @@ STATIC = Path(__file__).resolve().parent.parent / "tinygrad_nb" / "notebook" / "
 
 # -- helpers ----------------------------------------------------------------------------------------------------------
 class FakeClock:
-    """A clock the test advances by hand (starts at the real monotonic time, so channels made earlier agree)."""
+    """A clock the test advances by hand. It starts at the real monotonic time (so channels made earlier agree),
+    rounded up to a whole second so that steps of binary fractions (1/16 s) add up exactly."""
 
     def __init__(self) -> None:
-        self.now = time.monotonic()
+        self.now = float(math.ceil(time.monotonic()))
 
     def __call__(self) -> float:
         return self.now
@@ -169,10 +171,10 @@ def test_message_sizes_are_float32_deltas() -> None:
 
 def test_token_bucket_limits_the_process_rate() -> None:
     clock = FakeClock()
-    bucket = TokenBucket(rate=100, capacity=10, clock=clock)
+    bucket = TokenBucket(rate=80, capacity=10, clock=clock)
     assert sum(bucket.take() for _ in range(50)) == 10  # a burst of 10, then nothing without time passing
-    clock.now += 0.05
-    assert sum(bucket.take() for _ in range(50)) == 5  # 100/s
+    clock.now += 0.0625  # exact in binary floating point, unlike 0.05
+    assert sum(bucket.take() for _ in range(50)) == 5  # 80/s
     assert bucket.take(force=True)  # forced flushes go into debt rather than wait
     assert bucket.wait_seconds() > 0
 

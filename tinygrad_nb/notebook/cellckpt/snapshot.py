@@ -42,8 +42,22 @@ class _TensorInfo:
     uid: int
     ref: Any  # weakref to the tensor
     version: int = -1
-    data_id: int = 0
-    key: str | None = None  # the blob key of its bytes at (version, data_id), once hashed
+    data_ref: Any = None  # (a weakref to) the data array those bytes were read from
+    key: str | None = None  # the blob key of its bytes at (version, data), once hashed
+
+    def hashed(self, version: int, data: Any, key: str | None) -> None:
+        """Remember that ``data`` at ``version`` has the bytes of blob ``key``."""
+        self.version, self.key = version, key
+        try:
+            self.data_ref = weakref.ref(data)
+        except TypeError:  # an array type without weakref support: hold it (until the next snapshot replaces it)
+            self.data_ref = lambda: data
+
+    def unchanged(self, t: Tensor) -> bool:
+        """True when ``t`` still holds the very array last hashed, at the same version. An ``id`` comparison is not
+        enough: ``t.data = t.data + g`` twice can put the new array at the freed first one's address."""
+        return self.key is not None and self.version == t.version and self.data_ref is not None \
+            and self.data_ref() is t.data
 
 
 class Tracker:
@@ -188,11 +202,11 @@ class _Pickler(pickle.Pickler):
         data = t.data
         if type(data) is np.ndarray:
             self.memory.append((uid, data))
-        if info.key is not None and info.version == t.version and info.data_id == id(data):
+        if info.unchanged(t):
             record["key"] = info.key  # unchanged since it was last hashed
             self.snap.cached[uid] = data  # its bytes, should the store not hold that blob (a new store, gc)
         else:
-            info.version, info.data_id, info.key = t.version, id(data), None
+            info.hashed(t.version, data, None)
             self.snap.pending[uid] = data if type(data) is np.ndarray else np.asarray(t.numpy())
         self._note(uid)
         if t.grad is not None:
@@ -376,7 +390,7 @@ class Restorer:
         if live is not None and type(live) is cls:
             t = live
             info = self.tracker.info(t)
-            same = (info.key == record["key"] and info.version == t.version and info.data_id == id(t.data))
+            same = info.key == record["key"] and info.unchanged(t)
             if same and record.get("view", {}).get("root") == uid:
                 same = self._live_root(uid, record) is not None  # a write through another member bumped only its
                 # own version counter: reuse this root only when the whole group is unchanged
@@ -421,7 +435,7 @@ class Restorer:
             if t is None or type(t.data) is not np.ndarray:
                 return None
             info = self.tracker.info(t)
-            if not (info.key == member.get("key") and info.version == t.version and info.data_id == id(t.data)):
+            if not (info.key == member.get("key") and info.unchanged(t)):
                 return None
             base = t.data
             while isinstance(base.base, np.ndarray):
@@ -462,7 +476,7 @@ class Restorer:
         self.changed += 1
         if self.tracker is not None:
             info = self.tracker.info(t)
-            info.version, info.data_id, info.key = t.version, id(t.data), record["key"]
+            info.hashed(t.version, t.data, record["key"])
 
 
 class _Unpickler(pickle.Unpickler):
