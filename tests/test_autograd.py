@@ -1,6 +1,8 @@
 """The autograd engine: accumulation, retain_graph, hooks, grad mode, deep graphs, version checks, custom ops."""
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from helpers import t64, to_np
@@ -77,6 +79,22 @@ def test_hundred_thousand_deep_chain_backward_is_iterative() -> None:
     assert y.numpy()[0] == pytest.approx(1.0 + 100.0)
 
 
+def test_each_node_runs_after_all_its_consumers() -> None:
+    # r uses a directly and through b; reached first as r's direct input, a must still wait for b's gradient.
+    x = tg.tensor(1.5, dtype=tg.float64, requires_grad=True)
+    a = x * 2
+    b = a * 3
+    r = a + b
+    order = autograd._topological_order([r])
+    assert order.index(r) < order.index(b) < order.index(a) < order.index(x)
+    r.backward()
+    assert x.grad.item() == 2 + 6
+    c = x * 1.0  # the same shape with the consumers listed the other way round
+    d = c * 4
+    (d + c).backward()
+    assert x.grad.item() == 8 + 5
+
+
 def test_tensor_hook_sees_and_replaces_gradient() -> None:
     x = tg.tensor([1.0, 2.0], requires_grad=True)
     seen = []
@@ -136,8 +154,61 @@ def test_inplace_on_saved_tensor_is_caught_at_backward() -> None:
     y.add_(1)
     assert y.version == v0 + 1
     with pytest.raises(RuntimeError, match=r"Mul: a tensor of shape \(2,\) that this op saved for backward was "
-                                           r"modified by an in-place operation \(its version is 1, expected 0\)"):
+                                           r"modified by an in-place operation after the op ran \(it is now at "
+                                           r"version 1\)"):
         z.sum().backward()
+
+
+@pytest.mark.parametrize("modify", ["add_", "setitem", "view_no_grad", "no_grad"])
+def test_inplace_write_to_a_saved_output_or_through_a_view_is_refused(modify: str) -> None:
+    # exp saves its own output; the write reaches that array by different routes
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    y = x.exp()
+    if modify == "add_":
+        y.add_(1)  # y becomes the add's output; exp's node is reached through a copy of y's old value
+    elif modify == "setitem":
+        y[0] = 5.0
+    elif modify == "view_no_grad":
+        with tg.no_grad():
+            y.reshape(2, 1).mul_(2)  # the view shares y's memory and version counter
+    else:
+        with tg.no_grad():
+            y.add_(1)
+    with pytest.raises(RuntimeError, match=r"Exp: a tensor of shape \(2,\) that this op saved for backward was "
+                                           r"modified by an in-place operation after the op ran"):
+        y.sum().backward()
+
+
+@pytest.mark.parametrize("view", [lambda y: y[0:1], lambda y: y.reshape(2, 1), lambda y: y.T])
+def test_inplace_on_a_view_under_autograd_is_refused_at_once(view: Any) -> None:
+    # y's own graph would not see a write through the view: a silent wrong gradient, so it is an error instead
+    x = tg.tensor([[1.0, 2.0]], requires_grad=True)
+    y = x * 1
+    with pytest.raises(RuntimeError, match=r"in-place mul on a view .* shares memory with its input\) under autograd"):
+        view(y).mul_(2)
+    y[0:1] = y[0:1] * 2  # the supported way: setitem on y itself
+    y.sum().backward()
+    assert to_np(x.grad).tolist() == [[2.0, 2.0]]
+
+
+def test_ops_recorded_before_an_inplace_write_see_the_old_value() -> None:
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 1
+    z = y + 0  # recorded before the write: d z / d x = 1
+    y.mul_(3)  # after it: d y / d x = 3
+    w = y - 2  # and after: d w / d x = 3 (a subtraction saves nothing, so the next write is allowed)
+    y.add_(1)  # a second write; z and w still see the values they were computed from
+    (z.sum() + y.sum() + w.sum()).backward()
+    assert to_np(x.grad).tolist() == [1.0 + 3.0 + 3.0] * 2
+
+
+def test_inplace_write_before_an_op_ran_is_not_refused() -> None:
+    x = tg.tensor([1.0, 2.0], requires_grad=True)
+    y = x * 1
+    y.add_(1)  # before z's op saves y
+    z = y * y
+    z.sum().backward()
+    assert to_np(x.grad).tolist() == [4.0, 6.0]
 
 
 def test_inplace_on_tensor_not_saved_is_differentiable() -> None:

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
 _Tensor: Any = None  # tensor.py installs the Tensor class here (the two modules need each other)
 _grad_enabled = True
 _FREED = object()  # marks a node whose saved arrays were released by a backward without retain_graph
+_inplace_writes = 0  # in-place writes to any tensor so far: while unchanged, no saved array can have been modified
 # The dispatch tables, bound once: they are mutated in place, never rebound, and this saves two attribute lookups on
 # every op call.
 _overrides = dispatch.overrides
@@ -50,18 +51,19 @@ class Context:
     ``forward`` may also store any plain value on it (``ctx.dim = dim``).
     """
 
-    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "saved_versions", "device", "xp", "__dict__")
+    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "writes_seen", "device", "xp", "__dict__")
 
     parents: tuple[Any, ...]
     needs_input_grad: list[bool]
-    saved_versions: list[tuple[Any, int]] | None
+    writes_seen: int
 
     def __init__(self, fn: type[Function], device: Any):
         self.fn = fn
         self.device = device
         self.xp = device.xp
         self.saved: Any = ()
-        # parents, needs_input_grad and saved_versions are set by Function.apply when it records the node
+        self.writes_seen = _inplace_writes  # see note_inplace_write
+        # parents and needs_input_grad are set by Function.apply when it records the node
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep arrays for ``backward``; modifying their tensors in place afterwards is detected at backward time."""
@@ -99,13 +101,18 @@ class Function:
         device = None
         arrays = []
         needs = []  # per argument: does it require grad?
+        any_needs = False
         for a in args:
             if isinstance(a, Tensor):
-                if device is None:
+                if a.device is not device:
+                    if device is not None:
+                        raise _device_mismatch(cls, args)
                     device = a.device
-                elif a.device is not device:
-                    raise _device_mismatch(cls, args)
-                needs.append(a.requires_grad)
+                if a.requires_grad:
+                    any_needs = True
+                    needs.append(True)
+                else:
+                    needs.append(False)
                 arrays.append(a.data)
             else:
                 needs.append(False)
@@ -124,34 +131,18 @@ class Function:
         except (ValueError, IndexError, TypeError) as e:
             raise _explain(cls, args, e) from e
         result = Tensor._wrap(out, device)
-        if _grad_enabled and True in needs and cls.differentiable:
+        if cls.returns_view:  # also under no_grad: a write through the view is a write to its input
+            result._version = args[0]._version
+        if any_needs and _grad_enabled and cls.differentiable:
             ctx.parents = args
             ctx.needs_input_grad = needs
             result.requires_grad = True
             result._ctx = ctx
-            if cls.returns_view:
-                result._version = args[0]._version
-            ctx.saved_versions = _versions_of(ctx.saved, args, result) if ctx.saved else None
         if event is not None:
             event.output = result
             for obs in _observers:
                 obs.op_end(event)
         return result
-
-
-def _versions_of(saved: Sequence[Any], args: Sequence[Any], result: Any) -> list[tuple[Any, int]]:
-    """For each saved array that is a tensor's buffer, remember (tensor, its version now)."""
-    Tensor = _Tensor
-    found = []
-    for s in saved:
-        if s is result.data:
-            found.append((result, result._version[0]))
-            continue
-        for a in args:
-            if isinstance(a, Tensor) and a.data is s:
-                found.append((a, a._version[0]))
-                break
-    return found
 
 
 def _device_mismatch(cls: type, args: Sequence[Any]) -> Exception:
@@ -235,38 +226,30 @@ def is_grad_enabled() -> bool:
 def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
     """Every tensor that requires grad and leads to ``roots``, each before the tensors it was computed from.
 
-    Depth-first search with an explicit stack (no recursion), so a 100,000-op chain is fine. A node is appended to
-    ``order`` once all its inputs are; reversing that puts every tensor before its inputs.
+    Depth-first search with an explicit stack (no recursion), so a 100,000-op chain is fine. A node is expanded the
+    first time it is popped (its inputs pushed above a ``(node, True)`` entry), and appended to ``order`` when that
+    entry comes back up, i.e. after all its inputs; reversing that puts every tensor before its inputs.
     """
     order: list[Tensor] = []
-    visited: set[int] = set()
-    for root in roots:
-        if id(root) in visited:
+    expanded: set[int] = set()
+    stack = [(root, False) for root in reversed(roots)]
+    while stack:
+        node, inputs_done = stack.pop()
+        if inputs_done:
+            order.append(node)
             continue
-        visited.add(id(root))
-        stack = [(root, _grad_inputs(root))]
-        while stack:
-            node, pending = stack[-1]
-            while pending:
-                p = pending.pop()
-                if id(p) not in visited:
-                    visited.add(id(p))
-                    ctx = p._ctx  # inlined _grad_inputs: this loop runs once per graph node
-                    stack.append((p, [q for q, need in zip(ctx.parents, ctx.needs_input_grad) if need]
-                                  if ctx is not None else []))
-                    break
-            else:
-                stack.pop()
-                order.append(node)
+        if id(node) in expanded:
+            continue
+        expanded.add(id(node))
+        stack.append((node, True))
+        ctx = node._ctx
+        if ctx is not None:
+            parents = ctx.parents if ctx.writes_seen == _inplace_writes else _inputs_as_recorded(ctx)
+            for parent, need in zip(parents, ctx.needs_input_grad):
+                if need and id(parent) not in expanded:
+                    stack.append((parent, False))
     order.reverse()
     return order
-
-
-def _grad_inputs(t: Tensor) -> list[Tensor]:
-    ctx = t._ctx
-    if ctx is None:
-        return []
-    return [p for p, need in zip(ctx.parents, ctx.needs_input_grad) if need]
 
 
 def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_graph: bool = False,
@@ -299,8 +282,8 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
             continue
         if ctx.saved is _FREED:
             raise RuntimeError(_SECOND_BACKWARD.format(op=ctx.fn.__name__))
-        if ctx.saved_versions:
-            _check_versions(ctx)
+        if ctx.saved and ctx.writes_seen != _inplace_writes:  # something was written in place since forward
+            _check_versions(t, ctx)
         event = None
         if _observers:
             event = OpEvent("backward", ctx.fn.__name__, ctx.device, (g,), ctx=ctx)
@@ -316,17 +299,17 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
             event.output = in_grads
             for obs in _observers:
                 obs.op_end(event)
-        for parent, pg, need in zip(ctx.parents, in_grads, ctx.needs_input_grad):
+        parents = ctx.parents if ctx.writes_seen == _inplace_writes else _inputs_as_recorded(ctx)
+        for parent, pg, need in zip(parents, in_grads, ctx.needs_input_grad):
             if not need or pg is None:
                 continue
             data = parent.data
-            if pg.shape != data.shape or pg.dtype != data.dtype:
+            if pg.shape != data.shape or (pg.dtype is not data.dtype and pg.dtype != data.dtype):
                 pg = _fit_gradient(ctx, parent, pg)
             key = id(parent)
             grads[key] = grads[key] + pg if key in grads else pg
         if not retain_graph:
             ctx.saved = _FREED
-            ctx.saved_versions = None
     return captured
 
 
@@ -351,13 +334,54 @@ def _accumulate(t: Tensor, g: Any, stored: set[int]) -> None:
         t.grad.data = t.grad.data + g  # out of place: an earlier .grad array may be shared with the user
 
 
-def _check_versions(ctx: Context) -> None:
-    for tensor, version in ctx.saved_versions or ():
-        if tensor._version[0] != version:
-            raise RuntimeError(
-                f"{ctx.fn.__name__}: a tensor of shape {tuple(tensor.shape)} that this op saved for backward was "
-                f"modified by an in-place operation (its version is {tensor._version[0]}, expected {version}). "
-                f"Use the out-of-place form (x = x + 1 instead of x += 1) or .clone() it before modifying.")
+def note_inplace_write(t: Tensor) -> int:
+    """Count an in-place write to ``t`` (``Tensor._bump_version`` calls it) and return the new count.
+
+    A node remembers the count it saw at forward time (``ctx.writes_seen``); while the count is unchanged, nothing
+    it saved can have been modified, so backward skips :func:`_check_versions` with one comparison. If the op that
+    produced ``t`` saved ``t``'s own array (exp, sigmoid), that node is marked here: after an in-place op ``t`` is
+    the new op's output, and the old node is reached through a copy, so the check could not find it later.
+    """
+    global _inplace_writes
+    _inplace_writes += 1
+    ctx = t._ctx
+    if ctx is not None and ctx.saved and ctx.saved is not _FREED and any(s is t.data for s in ctx.saved):
+        ctx.output_overwritten = t._version[0]
+    return _inplace_writes
+
+
+def _inputs_as_recorded(ctx: Context) -> tuple[Any, ...]:
+    """``ctx.parents``, except that a tensor written in place since ``ctx`` was recorded is replaced by its value
+    back then: the copy, with the history it had, that ``Tensor._inplace`` kept (``_earlier``). Without this, the
+    gradient of an op recorded before ``y.mul_(3)`` would flow through the multiply it never saw."""
+    return tuple(_as_of(p, ctx.writes_seen) for p in ctx.parents)
+
+
+def _as_of(p: Any, writes_seen: int) -> Any:
+    for stamp, earlier in getattr(p, "_earlier", ()):  # oldest first; non-tensors have none
+        if stamp > writes_seen:
+            value = earlier()
+            return value if value is not None else p
+    return p
+
+
+def _check_versions(t: Tensor, ctx: Context) -> None:
+    """PyTorch's saved-tensor check: no input or output whose array ``forward`` saved may have been modified in place
+    since. A tensor's version counter is ``[writes, count at its last write]`` (see ``note_inplace_write``)."""
+    for tensor in (*ctx.parents, t):
+        if isinstance(tensor, _Tensor) and tensor._version[1] > ctx.writes_seen \
+                and any(s is tensor.data for s in ctx.saved):
+            _refuse(ctx, tensor.shape, tensor._version[0])
+    overwritten = getattr(ctx, "output_overwritten", None)
+    if overwritten is not None:
+        _refuse(ctx, t.shape, overwritten)
+
+
+def _refuse(ctx: Context, shape: tuple[int, ...], version: int) -> None:
+    raise RuntimeError(
+        f"{ctx.fn.__name__}: a tensor of shape {tuple(shape)} that this op saved for backward was modified by an "
+        f"in-place operation after the op ran (it is now at version {version}). Use the out-of-place form "
+        f"(x = x + 1 instead of x += 1) or .clone() it before modifying.")
 
 
 def grad(outputs: Tensor | Sequence[Tensor], inputs: Tensor | Sequence[Tensor],

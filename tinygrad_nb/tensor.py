@@ -6,6 +6,7 @@ arrays behind autograd's back, so every differentiable method is differentiable.
 from __future__ import annotations
 
 import math
+import weakref
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -47,6 +48,23 @@ class RemovableHandle:
         self.remove()
 
 
+_new_object = object.__new__
+
+
+def _arithmetic(op: type[Function], reverse: bool = False) -> Callable[[Tensor, Any], Tensor]:
+    """``Tensor.__add__`` and friends: ``op`` on (self, other), or on (other, self) when ``reverse``.
+
+    Two tensors of one dtype go straight to the op (the common case, and one Python call less per op);
+    anything else goes through ``Tensor._binary``, which promotes dtypes and wraps scalars.
+    """
+    def method(self: Tensor, other: Any) -> Tensor:
+        if isinstance(other, Tensor) and self.data.dtype is other.data.dtype:
+            return op.apply(other, self) if reverse else op.apply(self, other)
+        return self._binary(op, other, reverse)
+
+    method.__name__ = method.__qualname__ = f"__{'r' if reverse else ''}{op.__name__.lower()}__"
+    return method
+
 class Tensor:
     """An n-dimensional array with automatic differentiation.
 
@@ -71,16 +89,17 @@ class Tensor:
         self.requires_grad = False
         self.grad: Tensor | None = None
         self._ctx: Context | None = None
-        self._version = [0]
+        self._version = [0, 0]  # [in-place writes, autograd's write count at the last one]: see _bump_version
         self._hooks: dict[int, Callable[[Tensor], Tensor | None]] | None = None
         self._retains_grad = False
         if requires_grad:
             self.requires_grad_(True)
 
-    @classmethod
-    def _wrap(cls, array: Any, device: Device) -> Tensor:
-        """Fast constructor for op results: no conversion, no checks."""
-        t = object.__new__(Tensor)
+    @staticmethod
+    def _wrap(array: Any, device: Device) -> Tensor:
+        """Fast constructor for op results: no conversion, no checks. (A staticmethod: every op calls it, and
+        looking one up is cheaper than binding a classmethod.)"""
+        t = _new_object(Tensor)
         if type(array) is not np.ndarray and device.xp is np:
             array = np.asarray(array)  # numpy reductions return scalars; tensors always hold arrays
         t.data = array
@@ -88,7 +107,7 @@ class Tensor:
         t.requires_grad = False
         t.grad = None
         t._ctx = None
-        t._version = [0]
+        t._version = [0, 0]
         t._hooks = None
         t._retains_grad = False
         return t
@@ -122,7 +141,14 @@ class Tensor:
 
     @property
     def version(self) -> int:
+        """How many in-place writes this tensor's memory has had (shared with its views)."""
         return self._version[0]
+
+    def _bump_version(self) -> None:
+        """Count an in-place write to this tensor's memory (the counter is shared with its views) and stamp it with
+        autograd's global write count, which backward's saved-tensor check compares against."""
+        self._version[0] += 1
+        self._version[1] = autograd.note_inplace_write(self)
 
     @property
     def is_leaf(self) -> bool:
@@ -301,23 +327,15 @@ class Tensor:
             return a._binary(op, b, reverse)
         return op.apply(b, a) if reverse else op.apply(a, b)
 
-    def __add__(self, other: Any) -> Tensor:
-        return self._binary(ops.Add, other)
-
-    def __radd__(self, other: Any) -> Tensor:
-        return self._binary(ops.Add, other, reverse=True)
-
-    def __sub__(self, other: Any) -> Tensor:
-        return self._binary(ops.Sub, other)
+    __add__ = _arithmetic(ops.Add)
+    __radd__ = _arithmetic(ops.Add, reverse=True)
+    __sub__ = _arithmetic(ops.Sub)
 
     def __rsub__(self, other: Any) -> Tensor:
         return self._scalar_first(ops.Sub, other)
 
-    def __mul__(self, other: Any) -> Tensor:
-        return self._binary(ops.Mul, other)
-
-    def __rmul__(self, other: Any) -> Tensor:
-        return self._binary(ops.Mul, other, reverse=True)
+    __mul__ = _arithmetic(ops.Mul)
+    __rmul__ = _arithmetic(ops.Mul, reverse=True)
 
     def __truediv__(self, other: Any) -> Tensor:
         if not dtypes.is_floating(self.dtype) and not (isinstance(other, Tensor) and dtypes.is_floating(other.dtype)):
@@ -728,7 +746,7 @@ class Tensor:
             self._inplace(SetItem, value.cast(self.dtype), index=index)
             return
         self.data[index] = value.data if isinstance(value, Tensor) else value
-        self._version[0] += 1
+        self._bump_version()
 
     # -- in-place -----------------------------------------------------------------------------------------------
     def _inplace(self, op: type[Function], *others: Any, **kwargs: Any) -> Tensor:
@@ -740,6 +758,12 @@ class Tensor:
             if self._ctx is None and self.requires_grad:
                 raise RuntimeError(f"a leaf tensor of shape {self.shape} that requires grad is used in an in-place "
                                    "operation; do parameter updates inside `with tinygrad_nb.no_grad():`")
+            if self._ctx is not None and _views_an_input(self):
+                raise RuntimeError(
+                    f"in-place {op.__name__.lower()} on a view (a tensor of shape {self.shape} made by "
+                    f"{self._ctx.fn.__name__} that shares memory with its input) under autograd: the input's "
+                    "gradient would not see the change. Write to the input instead (y[0:2] = y[0:2] * 2 rather "
+                    "than y[0:2].mul_(2)), or .clone() the view first")
             old = Tensor._wrap(self.data.copy(), self.device)
             old.requires_grad, old._ctx = self.requires_grad, self._ctx
             result = op.apply(old, *others, **kwargs)
@@ -753,9 +777,13 @@ class Tensor:
             raise TypeError(f"in-place {op.__name__.lower()}: the result is {result.dtype.name}, which cannot be "
                             f"stored in this {self.dtype.name} tensor")
         self.data[...] = result.data
+        self._bump_version()  # first: the op that made self may have saved self's array (see note_inplace_write)
         if result._ctx is not None:
+            # ops recorded before this write hold self; their gradients belong to the old value in `old`. A weak
+            # reference: `old` lives exactly as long as self's new history (it is that history's input).
+            earlier = [e for e in self.__dict__.get("_earlier", ()) if e[1]() is not None]
+            self._earlier = [*earlier, (self._version[1], weakref.ref(old))]
             self._ctx, self.requires_grad = result._ctx, True
-        self._version[0] += 1
         return self
 
     def _inplace_binary(self, op: type[Function], other: Any) -> Tensor:
@@ -789,7 +817,7 @@ class Tensor:
     def fill_(self, value: Scalar) -> Tensor:
         self._check_plain_write("fill_")
         self.data[...] = value
-        self._version[0] += 1
+        self._bump_version()
         return self
 
     def copy_(self, source: Tensor | Any) -> Tensor:
@@ -801,7 +829,7 @@ class Tensor:
         except ValueError:
             raise ShapeError(f"copy_: cannot copy shape {tuple(getattr(src, 'shape', ()))} into "
                              f"{self.shape}") from None
-        self._version[0] += 1
+        self._bump_version()
         return self
 
     def uniform_(self, low: float = 0.0, high: float = 1.0) -> Tensor:
@@ -809,14 +837,14 @@ class Tensor:
         self._check_plain_write("uniform_")
         u = default_generator.uniform(self.shape, self.dtype, self.device.xp)
         self.data[...] = u * (high - low) + low
-        self._version[0] += 1
+        self._bump_version()
         return self
 
     def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
         """Fill with N(mean, std^2) from the central generator."""
         self._check_plain_write("normal_")
         self.data[...] = default_generator.normal(self.shape, self.dtype, self.device.xp) * std + mean
-        self._version[0] += 1
+        self._bump_version()
         return self
 
     def _check_plain_write(self, name: str) -> None:
@@ -855,12 +883,18 @@ class ToDevice(Function):
         return transfer(g, ctx.target, ctx.source)
 
 
+def _views_an_input(t: Tensor) -> bool:
+    """True when ``t``'s array shares memory with an input of the op that made it (reshape, a slice)."""
+    xp = t.device.xp
+    return any(isinstance(p, Tensor) and xp.may_share_memory(t.data, p.data) for p in t._ctx.parents)
+
+
 def _to_device(t: Tensor, dev: Device) -> Tensor:
     out = Tensor._wrap(transfer(t.data, t.device, dev), dev)
     if t.requires_grad and autograd.is_grad_enabled():
         ctx = Context(ToDevice, dev)
         ctx.source, ctx.target = t.device, dev
-        ctx.parents, ctx.needs_input_grad, ctx.saved_versions = (t,), [True], None
+        ctx.parents, ctx.needs_input_grad = (t,), [True]
         out.requires_grad, out._ctx = True, ctx
     return out
 

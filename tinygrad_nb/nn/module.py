@@ -508,7 +508,7 @@ def _move_in_place(t: Tensor, device: Device | None, dtype: Any) -> None:
         return
     t.data = moved.data
     t.device = moved.device
-    t._version[0] += 1  # same values maybe, but a new array: checkpoints must not treat it as unchanged
+    t._bump_version()  # same values maybe, but a new array: checkpoints must not treat it as unchanged
 
 
 def _announce(handle: RemovableHandle) -> None:

@@ -26,8 +26,8 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     return grad.sum(axis=axes).reshape(shape) if axes else grad.reshape(shape)
 
 
-def _shape(x: Any) -> tuple[int, ...]:
-    return x.shape if hasattr(x, "shape") else ()
+# In a backward, an input with needs_input_grad set is always a tensor's array, so it has a .shape; in a forward,
+# either side of a binary op may be a Python scalar (1 + x), whose shape is ().
 
 
 class Add(Function):
@@ -35,7 +35,7 @@ class Add(Function):
 
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:
-        ctx.shapes = (_shape(a), _shape(b))  # either side may be a Python scalar (1 + x)
+        ctx.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
         return a + b
 
     @staticmethod
@@ -50,7 +50,7 @@ class Sub(Function):
 
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:
-        ctx.shapes = (_shape(a), _shape(b))
+        ctx.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
         return a - b
 
     @staticmethod
@@ -72,8 +72,8 @@ class Mul(Function):
     def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        return (unbroadcast(g * b, _shape(a)) if need_a else None,
-                unbroadcast(g * a, _shape(b)) if need_b else None)
+        return (unbroadcast(g * b, a.shape) if need_a else None,
+                unbroadcast(g * a, b.shape) if need_b else None)
 
 
 class Div(Function):
@@ -88,8 +88,8 @@ class Div(Function):
     def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        return (unbroadcast(g / b, _shape(a)) if need_a else None,
-                unbroadcast(-g * a / (b * b), _shape(b)) if need_b else None)
+        return (unbroadcast(g / b, a.shape) if need_a else None,
+                unbroadcast(-g * a / (b * b), b.shape) if need_b else None)
 
 
 class Pow(Function):
@@ -106,11 +106,11 @@ class Pow(Function):
         a, b, out = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
         xp = ctx.xp
-        da = unbroadcast(g * b * a ** (b - 1), _shape(a)) if need_a else None
+        da = unbroadcast(g * b * a ** (b - 1), a.shape) if need_a else None
         db = None
         if need_b:
             with np.errstate(divide="ignore", invalid="ignore"):
-                db = unbroadcast(g * out * xp.log(a), _shape(b))
+                db = unbroadcast(g * out * xp.log(a), b.shape)
         return da, db
 
 
@@ -146,8 +146,8 @@ def _split_by_winner(ctx: Context, g: Any, a_wins: Any, tie: Any) -> tuple[Any, 
     a, b = ctx.saved_tensors
     share_a = a_wins + 0.5 * tie
     need_a, need_b = ctx.needs_input_grad
-    return (unbroadcast(g * share_a, _shape(a)) if need_a else None,
-            unbroadcast(g * (1.0 - share_a), _shape(b)) if need_b else None)
+    return (unbroadcast(g * share_a, a.shape) if need_a else None,
+            unbroadcast(g * (1.0 - share_a), b.shape) if need_b else None)
 
 
 class Where(Function):
@@ -156,7 +156,7 @@ class Where(Function):
     @staticmethod
     def forward(ctx: Context, cond: Any, a: Any, b: Any) -> Any:
         ctx.save_for_backward(cond)
-        ctx.shapes = (_shape(a), _shape(b))
+        ctx.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
         return ctx.xp.where(cond, a, b)
 
     @staticmethod

@@ -85,7 +85,7 @@ class Adam(Optimizer):
 
                 step_t = state["step"]
                 step_t.data += 1
-                step_t._version[0] += 1
+                step_t._bump_version()
                 step = float(step_t.data)
 
                 if weight_decay != 0:
@@ -108,8 +108,8 @@ class Adam(Optimizer):
                 xp.multiply(g, 1 - beta2, out=tmp)
                 tmp *= g
                 v += tmp
-                m_t._version[0] += 1
-                v_t._version[0] += 1
+                m_t._bump_version()
+                v_t._bump_version()
 
                 bias_correction1 = 1 - beta1 ** step
                 bias_correction2 = 1 - beta2 ** step
@@ -117,7 +117,7 @@ class Adam(Optimizer):
                 if amsgrad:
                     vmax_t = state["max_exp_avg_sq"]
                     xp.maximum(vmax_t.data, v, out=vmax_t.data)
-                    vmax_t._version[0] += 1
+                    vmax_t._bump_version()
                     v = vmax_t.data
                 denom = xp.sqrt(v, out=tmp)
                 denom /= bias_correction2 ** 0.5
@@ -125,7 +125,7 @@ class Adam(Optimizer):
                 update = xp.multiply(m, step_size, out=xp.empty_like(m))  # p.addcdiv_(m, denom, value=-step_size)
                 update /= denom
                 d -= update
-                p._version[0] += 1
+                p._bump_version()
         return loss
 
 

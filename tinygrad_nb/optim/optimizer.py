@@ -132,7 +132,7 @@ class Optimizer:
                     if grad._ctx is not None:
                         grad = p.grad = grad.detach()
                     grad.data[...] = 0
-                    grad._version[0] += 1
+                    grad._bump_version()
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient; ``closure`` (re-evaluates the loss) is called first if given."""

@@ -72,8 +72,8 @@ class SGD(Optimizer):
                             buf += g
                         else:
                             buf += (1 - dampening) * g
-                        buf_t._version[0] += 1
+                        buf_t._bump_version()
                     g = g + momentum * buf_t.data if nesterov else buf_t.data
                 d -= lr * g
-                p._version[0] += 1
+                p._bump_version()
         return loss

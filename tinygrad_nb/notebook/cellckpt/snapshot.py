@@ -402,7 +402,7 @@ class Restorer:
                 self._set_data(t, record, view)
         else:
             t = object.__new__(cls)
-            t.device, t._ctx, t._version, t._hooks, t._retains_grad = Device(record["device"]), None, [0], None, False
+            t.device, t._ctx, t._version, t._hooks, t._retains_grad = Device(record["device"]), None, [0, 0], None, False
             self._set_data(t, record, view)
         self.built[uid] = t
         other = record.get("version_of")
@@ -471,7 +471,7 @@ class Restorer:
         array = view if view is not None and device.xp is np else self._load(record)
         t.data = array if device.xp is np else device.xp.asarray(array)
         t.device = device
-        t._version[0] += 1
+        t._bump_version()
         t._ctx = None
         self.changed += 1
         if self.tracker is not None:
