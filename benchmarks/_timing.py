@@ -20,18 +20,23 @@ def median_seconds(fn: Callable[[], Any], repeats: int, warmup: int = 3) -> floa
 
 
 def interleaved_medians(fns: dict[str, Callable[[], Any]], rounds: int, per_round: int = 1,
-                        warmup: int = 3, clock: Callable[[], float] = time.perf_counter) -> dict[str, float]:
+                        warmup: int = 3, clock: Callable[[], float] = time.perf_counter,
+                        settle: int = 0) -> dict[str, float]:
     """Median seconds per call of each function, timed in alternating rounds so that machine noise (another
     process, frequency changes) hits every contender alike instead of whichever happened to run at the time.
 
     ``clock=time.thread_time`` counts only the CPU time of this thread: for single-threaded work it leaves out the
-    time another process held the core, which wall time on a shared machine does not."""
+    time another process held the core, which wall time on a shared machine does not. ``settle`` untimed calls
+    start each round: work with a large working set (a training step) then runs with its caches and allocator in
+    the steady state of a real loop, not just after the other contender evicted them."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     samples: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
+            for _ in range(settle):
+                fn()
             start = clock()
             for _ in range(per_round):
                 fn()

@@ -5,9 +5,12 @@
 Target (issue 2): <= 1.15x the hand-written numpy step and faster than PyTorch eager on the CPU. A step is
 forward, cross-entropy loss, backward and the SGD update. All three run the same float32 model from the same
 initial weights on the same batch, and the script first checks they compute the same loss, so the comparison is
-like for like. tinygrad_nb and numpy are timed in interleaved rounds (machine noise hits both alike). PyTorch is
-timed in a child process right after: its OpenMP worker threads keep spinning for a while after each op, which
-would steal a core from whichever contender ran next in the same process and make that one look slow.
+like for like. tinygrad_nb and numpy are timed in interleaved rounds (machine noise hits both alike); each round
+runs a contender's steps back to back, as a training loop does, and times the last few: alternating single steps
+would make every step start with the other model's ~2 MB of weights and buffers in the caches and the allocator,
+which slowed both contenders by 40-100% here and measures a situation no training loop is in. PyTorch is timed in
+a child process right after: its OpenMP worker threads keep spinning for a while after each op, which would steal
+a core from whichever contender ran next in the same process and make that one look slow.
 """
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from tinygrad_nb.nn import functional as F
 
 SIZES = (784, 256, 128, 10)
 LR = 0.01
+STEADY_STATE = {"settle": 2, "per_round": 4}  # per round: 2 untimed steps, then the mean of 4 timed ones
 
 
 def initial_weights(seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -119,7 +123,7 @@ def time_torch(rounds: int, batch: int) -> dict[str, float]:
         return loss
 
     first_loss = float(torch_step().detach())
-    seconds = interleaved_medians({"torch": torch_step}, rounds=rounds)["torch"]
+    seconds = interleaved_medians({"torch": torch_step}, rounds=rounds, **STEADY_STATE)["torch"]
     return {"loss": first_loss, "seconds": seconds, "threads": torch.get_num_threads()}
 
 
@@ -139,7 +143,8 @@ def main() -> None:
     x, y = tg.tensor(x_np), tg.tensor(y_np)
     losses = {"numpy by hand": by_hand.step(x_np, y_np), "tinygrad_nb": float(tinygrad_step(model, opt, x, y))}
     medians = interleaved_medians({"tinygrad_nb": lambda: tinygrad_step(model, opt, x, y),
-                                   "numpy by hand": lambda: by_hand.step(x_np, y_np)}, rounds=args.rounds)
+                                   "numpy by hand": lambda: by_hand.step(x_np, y_np)}, rounds=args.rounds,
+                                  **STEADY_STATE)
     threads = ""
     if optional_torch() is not None:
         child = subprocess.run([sys.executable, __file__, "--torch-child", "--rounds", str(args.rounds),
@@ -154,7 +159,8 @@ def main() -> None:
             raise SystemExit(f"mlp_step: {name} computed loss {loss:.6f} but numpy by hand {reference:.6f}")
 
     ours = medians["tinygrad_nb"]
-    print(f"mlp_step: 784-256-128-10 MLP, batch {args.batch}, SGD; medians of {args.rounds} rounds{threads}")
+    print(f"mlp_step: 784-256-128-10 MLP, batch {args.batch}, SGD; medians of {args.rounds} rounds of "
+          f"{STEADY_STATE['per_round']} steps after {STEADY_STATE['settle']} untimed ones{threads}")
     for name, seconds in medians.items():
         print(f"  {name:14s} {seconds * 1e3:7.3f} ms/step   tinygrad_nb / this = {ours / seconds:5.2f}x")
     ratio = ours / medians["numpy by hand"]

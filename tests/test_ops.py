@@ -273,3 +273,28 @@ def test_linear_matches_matmul_composition(dev: str, x_shape: tuple[int, ...], b
 def test_linear_shape_error_names_both_shapes() -> None:
     with pytest.raises(tg.ShapeError, match=r"linear: input of shape \(4, 5\) does not fit weight of shape \(2, 3\)"):
         tg.ops.Linear.apply(tg.zeros(4, 5), tg.zeros(2, 3))
+
+
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+@given(n=st.integers(1, 5), c=st.integers(1, 4), seed=st.integers(0, 2**16))
+@SETTINGS
+def test_cross_entropy_primitive_matches_log_softmax_and_gather(dev: str, reduction: str, n: int, c: int,
+                                                                 seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    x, target = rng.normal(size=(n, c)) * 3, rng.integers(0, c, n)
+    shifted = x - x.max(axis=1, keepdims=True)
+    losses = np.log(np.exp(shifted).sum(axis=1)) - shifted[np.arange(n), target]
+    expected = {"mean": losses.mean(), "sum": losses.sum(), "none": losses}[reduction]
+    xt = t64(x, dev)
+    target_array = xt.device.xp.asarray(target)
+    np.testing.assert_allclose(to_np(tg.ops.CrossEntropy.apply(xt, target_array, reduction)), expected, rtol=1e-12)
+    assert tg.gradcheck(lambda t: tg.ops.CrossEntropy.apply(t, target_array, reduction), [xt])
+
+
+def test_cross_entropy_primitive_keeps_minus_infinity_rows_finite_elsewhere(dev: str) -> None:
+    x = t64(np.array([[-np.inf, 0.0], [1.0, 2.0]]), dev).requires_grad_()
+    loss = tg.ops.CrossEntropy.apply(x, x.device.xp.asarray([1, 0]), "none")
+    np.testing.assert_allclose(to_np(loss), [0.0, np.log(1 + np.e)], rtol=1e-12)
+    loss.sum().backward()
+    assert np.isfinite(to_np(x.grad)).all()
+    assert to_np(x.grad)[0].tolist() == [0.0, 0.0]

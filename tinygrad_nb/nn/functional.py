@@ -327,15 +327,16 @@ def _element_shape(input_shape: tuple[int, ...]) -> tuple[int, ...]:
     return input_shape[:1] + input_shape[2:] if len(input_shape) > 1 else ()
 
 
-def _nll(op: str, log_probs: Tensor, target: Tensor, input_shape: tuple[int, ...], weight: Tensor | None,
-         ignore_index: int, reduction: str, label_smoothing: float = 0.0) -> Tensor:
-    """-log_probs[n, target[n]] * weight[target[n]] for (M, C) log-probabilities and class-index targets.
+def _nll(op: str, scores: Tensor, target: Tensor, input_shape: tuple[int, ...], weight: Tensor | None,
+         ignore_index: int, reduction: str, label_smoothing: float = 0.0, logits: bool = False) -> Tensor:
+    """-log_probs[n, target[n]] * weight[target[n]] for (M, C) log-probabilities (or, with ``logits``, scores whose
+    log_softmax they are) and class-index targets.
 
     Elements whose target is ``ignore_index`` contribute 0 and do not count in the mean, which divides by the sum of
     the weights of the counted elements. With label smoothing e, each element's loss is
     (1 - e) * nll + e / C * sum_c(-log_probs[n, c] * weight[c]).
     """
-    num_classes = log_probs.shape[1]
+    num_classes = scores.shape[1]
     expected = _element_shape(input_shape)
     if target.shape != expected:
         alternative = f" or class probabilities of shape {input_shape}" if op == "cross_entropy" else ""
@@ -357,9 +358,14 @@ def _nll(op: str, log_probs: Tensor, target: Tensor, input_shape: tuple[int, ...
             raise ValueError(f"{op}: target contains class index {low if low < 0 else high}, but the input "
                              f"{input_shape} has {num_classes} classes (valid: 0..{num_classes - 1}, or "
                              f"ignore_index={ignore_index})")
+    plain = weight is None and not any_ignored and label_smoothing == 0.0
+    if plain and logits and flat.shape[0]:  # the common case of cross_entropy: one fused primitive
+        loss = ops.CrossEntropy.apply(scores, flat.data, reduction)
+        return loss.reshape(expected) if reduction == "none" else loss
+    log_probs = scores.log_softmax(-1) if logits else scores
     rows = arange(flat.shape[0], device=flat.device)
-    if weight is None and not any_ignored and label_smoothing == 0.0:
-        picked = log_probs[rows, flat]  # the common case: a gather and a sum
+    if plain:
+        picked = log_probs[rows, flat]  # a gather and a sum
         if reduction == "mean":  # an empty batch gives NaN, as in PyTorch
             return picked.sum() * (-1.0 / flat.shape[0]) if flat.shape[0] else -picked.mean()
         if reduction == "sum":
@@ -409,10 +415,11 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,  
     _check_reduction("cross_entropy", reduction)
     if not 0.0 <= label_smoothing <= 1.0:
         raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
-    log_probs = _classes_last("cross_entropy", input).log_softmax(-1)
+    scores = _classes_last("cross_entropy", input)
     if not dtypes.is_floating(target.dtype):
-        return _nll("cross_entropy", log_probs, target, input.shape, weight, ignore_index, reduction,
-                    label_smoothing)
+        return _nll("cross_entropy", scores, target, input.shape, weight, ignore_index, reduction,
+                    label_smoothing, logits=True)
+    log_probs = scores.log_softmax(-1)
     if target.shape != input.shape:
         raise ShapeError(f"cross_entropy: target shape {target.shape} does not match input shape {input.shape}: "
                          f"expected class indices of shape {_element_shape(input.shape)} or class probabilities "

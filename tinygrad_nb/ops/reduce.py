@@ -68,6 +68,43 @@ class LogSoftmax(Function):
         return g - ctx.xp.exp(out) * g.sum(axis=ctx.axis, keepdims=True), None
 
 
+class CrossEntropy(Function):
+    """loss_n = log(sum_c exp(x_nc)) - x_n,t_n for logits x (N, C) and class indices t (N,), reduced to the mean, the
+    sum, or kept per row (``reduction``);  dx_n = g_n (softmax(x_n) - onehot(t_n)), with g_n = g / N for the mean.
+
+    The common case of ``F.cross_entropy`` (no class weights, no ignored targets, no label smoothing) as one
+    primitive: one graph node instead of four (log-softmax, gather, sum, scale), and no scatter-add in backward.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, x: Any, target: Any, reduction: str) -> Any:
+        xp = ctx.xp
+        m = x.max(axis=1, keepdims=True)
+        shifted = x - xp.where(xp.isfinite(m), m, 0)  # as in LogSoftmax: a row of all -inf gives -inf, not NaN
+        probs = xp.exp(shifted)
+        total = probs.sum(axis=1, keepdims=True)
+        rows = xp.arange(x.shape[0])
+        losses = xp.log(total[:, 0]) - shifted[rows, target]
+        probs /= total
+        ctx.save_for_backward(probs)
+        ctx.rows, ctx.target, ctx.reduction = rows, target, reduction
+        if reduction == "mean":
+            return losses.sum() / x.shape[0]
+        return losses.sum() if reduction == "sum" else losses
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, None, None]:
+        (probs,) = ctx.saved_tensors
+        if ctx.reduction == "none":
+            dx = probs * g[:, None]
+            dx[ctx.rows, ctx.target] -= g
+        else:
+            scale = g / probs.shape[0] if ctx.reduction == "mean" else g
+            dx = probs * scale
+            dx[ctx.rows, ctx.target] -= scale
+        return dx, None, None
+
+
 def _drop_axes(shape: tuple[int, ...], axis: tuple[int, ...] | None) -> tuple[int, ...]:
     if axis is None:
         return ()
