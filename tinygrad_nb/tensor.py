@@ -65,6 +65,7 @@ def _arithmetic(op: type[Function], reverse: bool = False) -> Callable[[Tensor, 
     method.__name__ = method.__qualname__ = f"__{'r' if reverse else ''}{op.__name__.lower()}__"
     return method
 
+
 class Tensor:
     """An n-dimensional array with automatic differentiation.
 
