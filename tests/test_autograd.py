@@ -95,6 +95,19 @@ def test_each_node_runs_after_all_its_consumers() -> None:
     assert x.grad.item() == 8 + 5
 
 
+def test_hook_ids_count_per_tensor_and_are_never_reused() -> None:
+    x = tg.tensor([1.0], requires_grad=True)
+    h0, h1 = x.register_hook(lambda g: None), x.register_hook(lambda g: g * 2)
+    assert (h0.id, h1.id) == (0, 1)
+    h1.remove()
+    h2 = x.register_hook(lambda g: g * 3)
+    assert h2.id == 2
+    h1.remove()  # a stale handle must not take off the newer hook
+    (x * 1).sum().backward()
+    assert x.grad.item() == 3.0
+    assert tg.tensor([1.0], requires_grad=True).register_hook(lambda g: None).id == 0  # not a process-wide count
+
+
 def test_tensor_hook_sees_and_replaces_gradient() -> None:
     x = tg.tensor([1.0, 2.0], requires_grad=True)
     seen = []

@@ -30,8 +30,6 @@ NOT_REPLAYABLE: dict[str, dict[str, str]] = {
     "04_checkpoints_and_resume.ipynb": {"tmp": "a new temporary directory",
                                         "ckpt": "a loaded checkpoint's info, with its temporary path",
                                         "damaged": "bytes of a checkpoint file holding its creation time"},
-    "07_gradients_and_activations.ipynb": {"handle": "a hook handle (a process-wide counter id)",
-                                           "handles": "hook handles (process-wide counter ids)"},
     "09_ablations_runs_and_metrics.ipynb": {"tmp": "a new temporary directory",
                                             "run": "a tracked run (random id, start/end times)",
                                             "records": "logged records with wall-clock times",

@@ -23,15 +23,29 @@ Scalar = int | float | bool
 MaxResult = namedtuple("MaxResult", ["values", "indices"])
 
 
+class HookDict(dict):
+    """``{hook id: hook}`` of one tensor or module. Ids count up per dict, never reused, so a removed handle cannot
+    take off a later hook; and they do not depend on what else the process hooked, so re-running a notebook gives
+    its handles the same ids (cell replay compares them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.next_id = 0
+
+
 class RemovableHandle:
     """Returned by every ``register_*_hook``: ``handle.remove()`` (or a ``with`` block) takes the hook off again."""
 
-    _next_id = 0
+    _next_id = 0  # for a plain dict of hooks (not a HookDict): ids from one process-wide counter
 
     def __init__(self, hooks: dict[int, Any]):
         self._hooks = hooks
-        self.id = RemovableHandle._next_id
-        RemovableHandle._next_id += 1
+        if isinstance(hooks, HookDict):
+            self.id = hooks.next_id
+            hooks.next_id += 1
+        else:
+            self.id = RemovableHandle._next_id
+            RemovableHandle._next_id += 1
 
     def remove(self) -> None:
         self._hooks.pop(self.id, None)
@@ -251,7 +265,7 @@ class Tensor:
         if not self.requires_grad:
             raise RuntimeError("register_hook: this tensor does not require grad, so it will never get a gradient")
         if self._hooks is None:
-            self._hooks = {}
+            self._hooks = HookDict()
         handle = RemovableHandle(self._hooks)
         self._hooks[handle.id] = hook
         return handle

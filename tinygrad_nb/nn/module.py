@@ -14,7 +14,7 @@ import numpy as np
 from .. import dtype as dtypes
 from ..autograd import no_grad
 from ..device import Device
-from ..tensor import RemovableHandle, Tensor
+from ..tensor import HookDict, RemovableHandle, Tensor
 from .hooks import BackwardHookCall
 from .parameter import Parameter
 
@@ -70,9 +70,9 @@ class Module:
         object.__setattr__(self, "_buffers", {})
         object.__setattr__(self, "_non_persistent_buffers", set())
         object.__setattr__(self, "_modules", {})
-        object.__setattr__(self, "_forward_pre_hooks", {})
-        object.__setattr__(self, "_forward_hooks", {})
-        object.__setattr__(self, "_backward_hooks", {})
+        object.__setattr__(self, "_forward_pre_hooks", HookDict())
+        object.__setattr__(self, "_forward_hooks", HookDict())
+        object.__setattr__(self, "_backward_hooks", HookDict())
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f'Module [{type(self).__name__}] is missing the required "forward" function')
