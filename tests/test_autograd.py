@@ -192,27 +192,47 @@ def test_inplace_write_to_a_saved_output_or_through_a_view_is_refused(modify: st
         y.sum().backward()
 
 
-@pytest.mark.parametrize("view", [lambda y: y[0:1], lambda y: y.reshape(2, 1), lambda y: y.T])
-def test_inplace_on_a_view_under_autograd_is_refused_at_once(view: Any) -> None:
-    # y's own graph would not see a write through the view: a silent wrong gradient, so it is an error instead
-    x = tg.tensor([[1.0, 2.0]], requires_grad=True)
+@pytest.mark.parametrize("write, factor", [
+    (lambda y: y[0:1].mul_(3), [[3.0, 3.0], [1.0, 1.0]]),
+    (lambda y: y.reshape(4).mul_(3), [[3.0, 3.0], [3.0, 3.0]]),
+    (lambda y: y.T.mul_(3), [[3.0, 3.0], [3.0, 3.0]]),
+    (lambda y: y[:, 1:][0:1].mul_(3), [[1.0, 3.0], [1.0, 1.0]]),  # a view of a view
+])
+def test_inplace_through_a_view_rewrites_the_base_history(write: Any, factor: list[list[float]]) -> None:
+    # as in PyTorch: the base becomes its old value with the view's part replaced, for values and gradients
+    x = tg.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
     y = x * 1
-    with pytest.raises(RuntimeError, match=r"in-place mul on a view .* shares memory with its input\) under autograd"):
-        view(y).mul_(2)
-    y[0:1] = y[0:1] * 2  # the supported way: setitem on y itself
-    y.sum().backward()
-    assert to_np(x.grad).tolist() == [[2.0, 2.0]]
+    before = y + 0  # recorded before the write: still sees the old y
+    write(y)
+    (y * y + before).sum().backward()
+    f = np.array(factor)
+    np.testing.assert_array_equal(to_np(y), f * to_np(x))
+    np.testing.assert_array_equal(to_np(x.grad), 2 * f * f * to_np(x) + 1)  # d/dx (f x)^2 + x
 
 
-def test_ops_recorded_before_an_inplace_write_see_the_old_value() -> None:
-    x = tg.tensor([1.0, 2.0], requires_grad=True)
+def test_augmented_assignment_to_a_slice_matches_the_formula() -> None:
+    x = tg.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
     y = x * 1
-    z = y + 0  # recorded before the write: d z / d x = 1
-    y.mul_(3)  # after it: d y / d x = 3
-    w = y - 2  # and after: d w / d x = 3 (a subtraction saves nothing, so the next write is allowed)
-    y.add_(1)  # a second write; z and w still see the values they were computed from
-    (z.sum() + y.sum() + w.sum()).backward()
-    assert to_np(x.grad).tolist() == [1.0 + 3.0 + 3.0] * 2
+    y[:, 0] += 1  # getitem, in-place add on the slice (a view), setitem back
+    (y * y).sum().backward()
+    assert to_np(y).tolist() == [[2.0, 2.0], [4.0, 4.0]]
+    assert to_np(x.grad).tolist() == [[4.0, 4.0], [8.0, 8.0]]  # 2 y
+
+
+def test_inplace_on_a_view_an_op_cannot_rewrite_is_refused() -> None:
+    class Every(tg.Function):  # a user op whose output is a view of its input
+        @staticmethod
+        def forward(ctx: Any, a: Any) -> Any:
+            return a[::1]
+
+        @staticmethod
+        def backward(ctx: Any, g: Any) -> Any:
+            return g
+
+    y = tg.tensor([1.0, 2.0], requires_grad=True) * 1
+    with pytest.raises(RuntimeError, match=r"in-place mul on a tensor of shape \(2,\) that shares memory with an "
+                                           r"input of Every, which cannot be rewritten under autograd"):
+        Every.apply(y).mul_(2)
 
 
 def test_inplace_write_before_an_op_ran_is_not_refused() -> None:

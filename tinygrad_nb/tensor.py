@@ -17,6 +17,7 @@ from . import autograd, ops
 from . import dtype as dtypes
 from .autograd import Context, Function, ShapeError
 from .device import Device, DeviceError, array_device, transfer
+from .ops.movement import is_basic_index
 from .random import default_generator
 
 Scalar = int | float | bool
@@ -767,20 +768,18 @@ class Tensor:
     def _inplace(self, op: type[Function], *others: Any, **kwargs: Any) -> Tensor:
         """Run ``op(self, *others)`` and write the result into self's memory; bumps ``version``.
 
-        Under autograd the op is recorded on a snapshot of self's old value, and self becomes the op's output.
+        Under autograd the op is recorded on a snapshot of self's old value, and self becomes the op's output. When
+        self is a view of another tensor (a basic slice, reshape or permute of it, as in ``y[:, 0] += 1``), the
+        write changes that tensor too, so its history is rewritten as PyTorch does: it becomes its old value with
+        the view's part replaced by the view's new value (and so on up a chain of views).
         """
+        bases: list[tuple[Context, Tensor, Tensor]] = []
         if _tracking(self, *others):
             if self._ctx is None and self.requires_grad:
                 raise RuntimeError(f"a leaf tensor of shape {self.shape} that requires grad is used in an in-place "
                                    "operation; do parameter updates inside `with tinygrad_nb.no_grad():`")
-            if self._ctx is not None and _views_an_input(self):
-                raise RuntimeError(
-                    f"in-place {op.__name__.lower()} on a view (a tensor of shape {self.shape} made by "
-                    f"{self._ctx.fn.__name__} that shares memory with its input) under autograd: the input's "
-                    "gradient would not see the change. Write to the input instead (y[0:2] = y[0:2] * 2 rather "
-                    "than y[0:2].mul_(2)), or .clone() the view first")
-            old = Tensor._wrap(self.data.copy(), self.device)
-            old.requires_grad, old._ctx = self.requires_grad, self._ctx
+            bases = _viewed_bases(self, op)  # before the write: it snapshots each base's old value
+            old = self._snapshot()
             result = op.apply(old, *others, **kwargs)
         else:
             with autograd.no_grad():
@@ -794,12 +793,30 @@ class Tensor:
         self.data[...] = result.data
         self._bump_version()  # first: the op that made self may have saved self's array (see note_inplace_write)
         if result._ctx is not None:
-            # ops recorded before this write hold self; their gradients belong to the old value in `old`. A weak
-            # reference: `old` lives exactly as long as self's new history (it is that history's input).
-            earlier = [e for e in self.__dict__.get("_earlier", ()) if e[1]() is not None]
-            self._earlier = [*earlier, (self._version[1], weakref.ref(old))]
-            self._ctx, self.requires_grad = result._ctx, True
+            self._take_history(old, result)
+            view = self  # holds the new value; a tensor takes a node over (never two sharing one), so pass it on
+            for view_ctx, base, base_old in bases:
+                if base._version is not view._version:  # a slice keeps its own counter; reshape shares its base's
+                    base._bump_version()
+                index = view_ctx.index if view_ctx.fn is ops.GetItem else Ellipsis
+                base._take_history(base_old, SetItem.apply(base_old, _view_inverse(view_ctx, view, base.shape),
+                                                           index=index))
+                view = base
         return self
+
+    def _snapshot(self) -> Tensor:
+        """A copy of self's current value that carries self's current history."""
+        old = Tensor._wrap(self.data.copy(), self.device)
+        old.requires_grad, old._ctx = self.requires_grad, self._ctx
+        return old
+
+    def _take_history(self, old: Tensor, new: Tensor) -> None:
+        """After an in-place write, self is ``new`` (its value and history). Ops recorded before the write hold
+        self, but their gradients belong to the old value: ``_earlier`` tells backward to send them to ``old``. A
+        weak reference: ``old`` is an input of self's new history, so it lives exactly as long as that does."""
+        earlier = [e for e in self.__dict__.get("_earlier", ()) if e[1]() is not None]
+        self._earlier = [*earlier, (self._version[1], weakref.ref(old))]
+        self._ctx, self.requires_grad = new._ctx, True
 
     def _inplace_binary(self, op: type[Function], other: Any) -> Tensor:
         if isinstance(other, Tensor) and other.dtype != self.dtype:
@@ -898,10 +915,34 @@ class ToDevice(Function):
         return transfer(g, ctx.target, ctx.source)
 
 
-def _views_an_input(t: Tensor) -> bool:
-    """True when ``t``'s array shares memory with an input of the op that made it (reshape, a slice)."""
-    xp = t.device.xp
-    return any(isinstance(p, Tensor) and xp.may_share_memory(t.data, p.data) for p in t._ctx.parents)
+def _viewed_bases(t: Tensor, op: type[Function]) -> list[tuple[Context, Tensor, Tensor]]:
+    """For a write into ``t``: each tensor whose memory ``t`` views, up the chain of view ops that made ``t``, as
+    (the view op's node, the base, a snapshot of the base's value now). Refuses views it cannot rewrite."""
+    found = []
+    view = t
+    while view._ctx is not None:
+        ctx = view._ctx
+        base = ctx.parents[0]  # view ops view their first input (other inputs may share memory by accident: the
+        # value a SetItem wrote can be a slice of the very array it wrote into)
+        if not isinstance(base, Tensor) or not view.device.xp.may_share_memory(view.data, base.data):
+            break
+        if not (ctx.fn in (ops.Reshape, ops.Permute) or (ctx.fn is ops.GetItem and is_basic_index(ctx.index))):
+            raise RuntimeError(
+                f"in-place {op.__name__.lower()} on a tensor of shape {t.shape} that shares memory with an input of "
+                f"{ctx.fn.__name__}, which cannot be rewritten under autograd (only slices, reshape and permute "
+                "can). Write to that input instead, or .clone() first")
+        found.append((ctx, base, base._snapshot()))
+        view = base
+    return found
+
+
+def _view_inverse(view_ctx: Context, value: Tensor, base_shape: tuple[int, ...]) -> Tensor:
+    """``value``, the new content of a view, laid out like the part of the base the view covers."""
+    if view_ctx.fn is ops.Reshape:
+        return value.reshape(base_shape)
+    if view_ctx.fn is ops.Permute:
+        return value.permute(view_ctx.inverse)
+    return value  # a slice: SetItem writes it at the slice's index
 
 
 def _to_device(t: Tensor, dev: Device) -> Tensor:
