@@ -219,6 +219,27 @@ def test_augmented_assignment_to_a_slice_matches_the_formula() -> None:
     assert to_np(x.grad).tolist() == [[4.0, 4.0], [8.0, 8.0]]  # 2 y
 
 
+def test_write_through_one_slice_is_seen_by_an_op_that_saved_another_slice() -> None:
+    x = tg.tensor([1.0, 2.0, 3.0], requires_grad=True)
+    w = tg.tensor([2.0, 2.0], requires_grad=True)
+    y = x * 1
+    b = y[0:2] * w  # saves the slice's memory to compute w's gradient
+    y[0:2] += 1  # another slice object over the same memory
+    with pytest.raises(RuntimeError, match=r"Mul: a tensor of shape \(2,\) that this op saved for backward was "
+                                           r"modified by an in-place operation"):
+        b.sum().backward()
+
+
+def test_scaling_a_slice_by_itself_is_not_refused() -> None:
+    # multiplying by a constant saves nothing the write overwrites (da reads only the constant), as in PyTorch
+    x = tg.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    y = x * 1
+    y[:, :1] += y[:, :1] * 0.5
+    y[:, 1:] /= 2.0
+    y.sum().backward()
+    assert to_np(x.grad).tolist() == [[1.5, 0.5], [1.5, 0.5]]
+
+
 def test_inplace_on_a_view_an_op_cannot_rewrite_is_refused() -> None:
     class Every(tg.Function):  # a user op whose output is a view of its input
         @staticmethod

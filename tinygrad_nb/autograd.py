@@ -2,7 +2,7 @@
 
 Every op is a ``Function`` with two static methods working on raw arrays of the device's array module::
 
-    class Mul(Function):
+    class Mul(Function):                 # (simplified: the real one saves only what needed gradients read)
         @staticmethod
         def forward(ctx, a, b):          # arrays in, array out; ctx.xp is numpy or cupy
             ctx.save_for_backward(a, b)
@@ -51,7 +51,8 @@ class Context:
     ``forward`` may also store any plain value on it (``ctx.dim = dim``).
     """
 
-    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "writes_seen", "device", "xp", "__dict__")
+    # "shapes": what the binary elementwise ops store; as a slot it needs no per-node __dict__
+    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "writes_seen", "device", "xp", "shapes", "__dict__")
 
     parents: tuple[Any, ...]
     needs_input_grad: list[bool]
@@ -63,7 +64,7 @@ class Context:
         self.xp = device.xp
         self.saved: Any = ()
         self.writes_seen = _inplace_writes  # see note_inplace_write
-        # parents and needs_input_grad are set by Function.apply when it records the node
+        # needs_input_grad is set by Function.apply before forward, parents when it records the node
 
     def save_for_backward(self, *arrays: Any) -> None:
         """Keep arrays for ``backward``; modifying their tensors in place afterwards is detected at backward time."""
@@ -121,6 +122,7 @@ class Function:
             raise TypeError(f"{cls.__name__}: expected at least one Tensor argument")
         impl = _overrides.get((cls, device.type), cls) if _overrides else cls
         ctx = Context(impl, device)
+        ctx.needs_input_grad = needs  # already here, so forward can save only what the needed gradients read
         event = None
         if _observers:
             event = OpEvent("forward", cls.__name__, device, args, ctx=ctx)
@@ -135,7 +137,6 @@ class Function:
             result._version = args[0]._version
         if any_needs and _grad_enabled and cls.differentiable:
             ctx.parents = args
-            ctx.needs_input_grad = needs
             result.requires_grad = True
             result._ctx = ctx
         if event is not None:

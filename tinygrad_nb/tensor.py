@@ -751,7 +751,11 @@ class Tensor:
         return ops.Pad.apply(self, tuple(widths), value)
 
     def __getitem__(self, index: Any) -> Tensor:
-        return ops.GetItem.apply(self, _index_arrays(index, self))
+        index = _index_arrays(index, self)
+        out = ops.GetItem.apply(self, index)
+        if is_basic_index(index):  # a view of self's memory: a write through either is a write to both
+            out._version = self._version
+        return out
 
     def __setitem__(self, index: Any, value: Any) -> None:
         """``x[index] = value`` writes in place; under autograd the gradient flows to ``value`` and the rest of x."""

@@ -61,35 +61,43 @@ class Sub(Function):
 
 
 class Mul(Function):
-    """out = a * b;  da = g * b,  db = g * a."""
+    """out = a * b;  da = g * b,  db = g * a.
+
+    Saves only what the needed gradients read (da reads b, db reads a), as PyTorch does: an array kept without need
+    would turn a later in-place write to it (``y[:, :2] += y[:, :2] * 0.5``) into a saved-tensor error.
+    """
 
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:
-        ctx.save_for_backward(a, b)
+        need_a, need_b = ctx.needs_input_grad
+        ctx.save_for_backward(a if need_b else None, b if need_a else None)
+        ctx.shapes = (a.shape if need_a else None, b.shape if need_b else None)  # (needing a gradient: an array)
         return a * b
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        return (unbroadcast(g * b, a.shape) if need_a else None,
-                unbroadcast(g * a, b.shape) if need_b else None)
+        return (unbroadcast(g * b, ctx.shapes[0]) if need_a else None,
+                unbroadcast(g * a, ctx.shapes[1]) if need_b else None)
 
 
 class Div(Function):
-    """out = a / b;  da = g / b,  db = -g a / b^2."""
+    """out = a / b;  da = g / b,  db = -g a / b^2. Saves a only when db is needed (see Mul)."""
 
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:
-        ctx.save_for_backward(a, b)
+        need_a, need_b = ctx.needs_input_grad
+        ctx.save_for_backward(a if need_b else None, b)
+        ctx.shapes = (a.shape if need_a else None, b.shape if need_b else None)
         return a / b
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        return (unbroadcast(g / b, a.shape) if need_a else None,
-                unbroadcast(-g * a / (b * b), b.shape) if need_b else None)
+        return (unbroadcast(g / b, ctx.shapes[0]) if need_a else None,
+                unbroadcast(-g * a / (b * b), ctx.shapes[1]) if need_b else None)
 
 
 class Pow(Function):
