@@ -1,5 +1,6 @@
-"""Random programs of in-place writes (through slices, reshape and transpose views, and augmented assignment) mixed
-with ops that read the tensor before and after: values and gradients must equal PyTorch's. Skipped without torch."""
+"""Random programs of in-place writes (through slices, reshape and transpose views, augmented assignment, adding a
+second tensor that needs a gradient) mixed with ops that read the tensor before and after: values and gradients
+must equal PyTorch's. Skipped without torch."""
 from __future__ import annotations
 
 from typing import Any
@@ -24,11 +25,12 @@ step = st.one_of(
     st.tuples(st.just("reshape_add"), factor),             # y.reshape(-1).add_(f)
     st.tuples(st.just("transpose_mul"), factor),           # y.T.mul_(f)
     st.tuples(st.just("mul_"), factor),                    # y.mul_(f)
+    st.tuples(st.just("add_w"), rows, cols),               # y[r0:r1, c0:c1] += w[c0:c1]  (w requires grad too)
     st.tuples(st.just("keep")),                            # remember y + 0 (recorded before later writes)
 )
 
 
-def run(lib: Any, x: Any, program: list[tuple[Any, ...]]) -> Any:
+def run(x: Any, w: Any, program: list[tuple[Any, ...]]) -> Any:
     y = x * 1
     kept = []
     for op, *args in program:
@@ -47,6 +49,9 @@ def run(lib: Any, x: Any, program: list[tuple[Any, ...]]) -> Any:
             y.T.mul_(args[0])
         elif op == "mul_":
             y.mul_(args[0])
+        elif op == "add_w":
+            (r0, r1), (c0, c1) = args
+            y[r0:r1, c0:c1] += w[c0:c1]
         else:
             kept.append(y + 0)
     loss = (y * y).sum()
@@ -58,13 +63,18 @@ def run(lib: Any, x: Any, program: list[tuple[Any, ...]]) -> Any:
 @given(program=st.lists(step, min_size=1, max_size=6), seed=st.integers(0, 2**16))
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 def test_inplace_programs_match_pytorch(program: list[tuple[Any, ...]], seed: int) -> None:
-    start = np.random.default_rng(seed).normal(size=(ROWS, COLS))
-    x = tg.tensor(start, requires_grad=True)
-    tx = torch.tensor(start, requires_grad=True)
-    loss, y = run(tg, x, program)
-    t_loss, ty = run(torch, tx, program)
+    rng = np.random.default_rng(seed)
+    start, row = rng.normal(size=(ROWS, COLS)), rng.normal(size=COLS)
+    x, w = tg.tensor(start, requires_grad=True), tg.tensor(row, requires_grad=True)
+    tx, tw = torch.tensor(start, requires_grad=True), torch.tensor(row, requires_grad=True)
+    loss, y = run(x, w, program)
+    t_loss, ty = run(tx, tw, program)
     loss.backward()
     t_loss.backward()
     np.testing.assert_allclose(y.numpy(), ty.detach().numpy(), rtol=1e-12)
     np.testing.assert_allclose(loss.item(), t_loss.item(), rtol=1e-12)
     np.testing.assert_allclose(x.grad.numpy(), tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    if tw.grad is None:
+        assert w.grad is None
+    else:
+        np.testing.assert_allclose(w.grad.numpy(), tw.grad.numpy(), rtol=1e-12, atol=1e-12)
