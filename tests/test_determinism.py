@@ -60,6 +60,19 @@ def test_getitem_backward_checks_its_device() -> None:
         assert ops.GetItem.backward(ctx, np.ones(2, dtype=np.float32))[0].tolist() == [1.0, 1.0, 0.0, 0.0]
 
 
+def test_cumsum_checks_its_device_both_ways() -> None:
+    ctx = SimpleNamespace(device=SimpleNamespace(type="cuda"), xp=np)
+    a = np.array([1.0, 2.0, 3.0])
+    assert ops.Cumsum.forward(ctx, a, 0).tolist() == [1.0, 3.0, 6.0]  # mode off
+    assert ops.Cumsum.backward(ctx, np.ones(3))[0].tolist() == [3.0, 2.0, 1.0]
+    with deterministic(True):
+        with pytest.raises(DeterminismError, match="cumsum on cuda"):
+            ops.Cumsum.forward(ctx, a, 0)
+        with pytest.raises(DeterminismError, match="cumsum on cuda"):
+            ops.Cumsum.backward(ctx, np.ones(3))
+        assert tg.tensor(a).cumsum(0).tolist() == [1.0, 3.0, 6.0]  # on cpu numpy's sequential sum is deterministic
+
+
 def test_cpu_training_ops_do_not_raise(dev: str) -> None:
     with deterministic(True):
         x = tg.randn(5, 3, device=dev, requires_grad=True)

@@ -298,3 +298,19 @@ def test_cross_entropy_primitive_keeps_minus_infinity_rows_finite_elsewhere(dev:
     loss.sum().backward()
     assert np.isfinite(to_np(x.grad)).all()
     assert to_np(x.grad)[0].tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize("shape,dim", [((5,), 0), ((3, 4), 0), ((3, 4), 1), ((2, 3, 4), -1), ((0, 3), 1)])
+def test_cumsum_values_and_gradients(dev: str, shape: tuple[int, ...], dim: int) -> None:
+    x = np.random.default_rng(7).normal(size=shape)
+    np.testing.assert_allclose(to_np(t64(x, dev).cumsum(dim)), np.cumsum(x, axis=dim), rtol=1e-12)
+    if x.size:
+        assert tg.gradcheck(lambda t: tg.cumsum(t, dim), [t64(x, dev)])
+
+
+def test_cumsum_of_integers_and_scalars_and_bad_dims() -> None:
+    ints = tg.tensor([1, 2, 3], dtype=tg.int32)
+    assert ints.cumsum(0).dtype == tg.int64 and ints.cumsum(0).tolist() == [1, 3, 6]  # as in PyTorch
+    assert tg.tensor(2.5).cumsum(0).item() == 2.5
+    with pytest.raises(IndexError, match="dim 2 is out of range for a tensor with 2 dimension"):
+        tg.zeros(2, 3).cumsum(2)

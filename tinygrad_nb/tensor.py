@@ -634,6 +634,14 @@ class Tensor:
     def any(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
         return ops.NoGradOp.apply(self, name="any", axis=dim, keepdims=keepdim)
 
+    def cumsum(self, dim: int) -> Tensor:
+        """Running sum along ``dim`` (integers and bools sum as int64, as in PyTorch)."""
+        x = self if dtypes.is_floating(self.dtype) else self.cast(dtypes.int64)
+        if x.ndim == 0:
+            _axis(dim, 0)
+            return x + 0  # the running sum of one value is the value
+        return ops.Cumsum.apply(x, _axis(dim, x.ndim))
+
     def softmax(self, dim: int = -1) -> Tensor:
         """exp(x - max) / sum(exp(x - max)) along ``dim``."""
         x = self - self.detach().amax(dim, keepdim=True)
@@ -1215,6 +1223,11 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
             raise ShapeError(f"stack: tensor {i} has shape {t.shape} but tensor 0 has shape {tensors[0].shape}")
     d = _axis(dim, tensors[0].ndim + 1)
     return cat([t.unsqueeze(d) for t in tensors], dim=d)
+
+
+def cumsum(input: Tensor, dim: int) -> Tensor:  # noqa: A002 - PyTorch's name
+    """Running sum of ``input`` along ``dim`` (``torch.cumsum``); see :meth:`Tensor.cumsum`."""
+    return input.cumsum(dim)
 
 
 def where(condition: Tensor | Any, x: Tensor | Scalar, y: Tensor | Scalar) -> Tensor:

@@ -5,10 +5,10 @@ from ..autograd import ShapeError
 from .matmul import Linear, Matmul
 from .movement import Cat, Expand, GetItem, Pad, Permute, Reshape
 from .nn import Unfold
-from .reduce import CrossEntropy, LogSoftmax, Max, Sum
+from .reduce import CrossEntropy, Cumsum, LogSoftmax, Max, Sum
 
 PRIMITIVES = (Add, Sub, Mul, Div, Pow, Maximum, Minimum, Where, Neg, Exp, Log, Sqrt, Tanh, Sigmoid, Relu, Gelu, Abs,
-              Clamp, Cast, Sum, Max, LogSoftmax, CrossEntropy, Reshape, Permute, Expand, GetItem, Cat, Pad, Matmul, Linear, Unfold,
-              NoGradOp)
+              Clamp, Cast, Sum, Max, Cumsum, LogSoftmax, CrossEntropy, Reshape, Permute, Expand, GetItem, Cat, Pad,
+              Matmul, Linear, Unfold, NoGradOp)
 
 __all__ = [op.__name__ for op in PRIMITIVES] + ["PRIMITIVES", "ShapeError", "unbroadcast"]

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .. import determinism
 from ..autograd import Context, Function
 
 
@@ -42,6 +43,22 @@ class Max(Function):
         winners = a == out
         count = winners.sum(axis=ctx.axis, keepdims=True)
         return g.reshape(out.shape) * winners / count, None, None
+
+
+class Cumsum(Function):
+    """out_i = sum_{j <= i} a_j along ``axis``;  da_j = sum_{i >= j} g_i, the cumulative sum of g taken backwards."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, axis: int) -> Any:
+        determinism.check(ctx.device, "cumsum")  # a parallel scan on cupy: raises in deterministic mode
+        ctx.axis = axis
+        return ctx.xp.cumsum(a, axis=axis)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, None]:
+        xp = ctx.xp
+        determinism.check(ctx.device, "cumsum")
+        return xp.flip(xp.cumsum(xp.flip(g, axis=ctx.axis), axis=ctx.axis), axis=ctx.axis), None
 
 
 class LogSoftmax(Function):
