@@ -4,6 +4,7 @@ from __future__ import annotations
 import linecache
 import subprocess
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +184,18 @@ def test_non_strict_records_a_nan_leaf_once() -> None:
         y = y * 3
     assert [e.op for e in tracer.events] == ["Mul"]
     assert "already non-finite" in tracer.events[0].report
+
+
+def test_tracer_silences_numpy_warnings_only_while_on() -> None:
+    before = np.geterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with debug.detect_anomaly(strict=False) as tracer:
+            tg.tensor([-1.0, 0.0]).log()  # invalid value and divide by zero: the tracer reports it
+        assert not [w for w in caught if issubclass(w.category, RuntimeWarning)]
+        assert len(tracer.events) == 1 and np.geterr() == before
+        tg.tensor([-1.0]).log()  # tracer off: numpy warns as usual again
+        assert [w for w in caught if issubclass(w.category, RuntimeWarning)]
 
 
 def test_check_inf_false_ignores_infinities() -> None:

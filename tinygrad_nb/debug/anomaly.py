@@ -18,6 +18,8 @@ import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from .. import dispatch
 from ..dispatch import ObserverHandle, OpEvent
 from ..tensor import Tensor
@@ -71,17 +73,22 @@ class AnomalyTracer:
         self.events: list[AnomalyEvent] = []
         self._nonfinite: dict[int, weakref.ref] = {}  # id -> tensor, non-finite tensors already accounted for
         self._handle: ObserverHandle | None = None
+        self._numpy_errors: dict[str, str] = {}
 
     # -- attach / detach ----------------------------------------------------------------------------------------
     def enable(self) -> AnomalyTracer:
+        """Attach, and silence numpy's floating-point RuntimeWarnings until :meth:`disable`: the tracer reports the
+        same NaN and inf itself, with the op and the line, so numpy's line inside an op only adds noise."""
         if self._handle is None:
             self._handle = dispatch.add_observer(self)
+            self._numpy_errors = np.seterr(divide="ignore", over="ignore", invalid="ignore")
         return self
 
     def disable(self) -> None:
         if self._handle is not None:
             self._handle.remove()
             self._handle = None
+            np.seterr(**self._numpy_errors)
 
     @property
     def enabled(self) -> bool:
