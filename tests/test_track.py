@@ -310,6 +310,20 @@ def test_compare_table(store: track.RunStore, tmp_path: Path) -> None:
     assert track.best_direction("acc", {"acc": "min"}) == "min"
 
 
+def test_compare_select_and_without_columns(store: track.RunStore) -> None:
+    a, b = two_runs(store)
+    table = track.compare([a.id, b.id], store=store)
+    picked = table.select("name", "loss best")
+    assert picked.columns == ["name", "loss best"] and str(picked).splitlines()[2].split() == ["small", "1"]
+    stable = table.without("id", "duration s")
+    assert stable.columns == ["name", "status", "config.lr", "acc final", "acc best", "loss final", "loss best"]
+    assert table.columns[0] == "id"  # the original is unchanged
+    with pytest.raises(KeyError, match="Comparison.select: no column 'los best'; the columns are 'id', 'name'"):
+        table.select("los best")
+    with pytest.raises(KeyError, match="Comparison.without: no column 'x'"):
+        table.without("x")
+
+
 def run_cli(*argv: str) -> int:
     """``tinygrad-nb runs ARGV``, through the subcommand module's own add_arguments/main."""
     parser = argparse.ArgumentParser(prog="tinygrad-nb runs")

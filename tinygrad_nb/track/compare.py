@@ -61,6 +61,23 @@ class Comparison:
 
     __repr__ = __str__
 
+    def select(self, *columns: str) -> Comparison:
+        """The same runs with only ``columns``, in that order (``table.select("name", "val_acc best")``)."""
+        unknown = [c for c in columns if c not in self.columns]
+        if unknown:
+            raise KeyError(f"Comparison.select: no column {', '.join(map(repr, unknown))}; the columns are "
+                           f"{', '.join(map(repr, self.columns))}")
+        return Comparison(list(columns), self.rows, self.config_keys, self.metrics)
+
+    def without(self, *columns: str) -> Comparison:
+        """The same runs without ``columns`` (``table.without("id", "duration s")`` for a printout that stays the
+        same from run to run)."""
+        unknown = [c for c in columns if c not in self.columns]
+        if unknown:
+            raise KeyError(f"Comparison.without: no column {', '.join(map(repr, unknown))}; the columns are "
+                           f"{', '.join(map(repr, self.columns))}")
+        return self.select(*[c for c in self.columns if c not in columns])
+
     def to_csv(self, path: str | os.PathLike[str]) -> None:
         buffer = io.StringIO()
         writer = csv.DictWriter(buffer, fieldnames=self.columns, extrasaction="ignore", lineterminator="\n")
