@@ -240,6 +240,17 @@ def test_scaling_a_slice_by_itself_is_not_refused() -> None:
     assert to_np(x.grad).tolist() == [[1.5, 0.5], [1.5, 0.5]]
 
 
+def test_inplace_on_a_view_of_a_leaf_that_requires_grad_is_refused() -> None:
+    w = tg.tensor([[1.0, 2.0], [3.0, 4.0]], requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"in-place mul on a view of a leaf tensor of shape \(2, 2\) that "
+                                           r"requires grad"):
+        w[0].mul_(2)
+    assert w.is_leaf and to_np(w).tolist() == [[1.0, 2.0], [3.0, 4.0]]  # refused before writing
+    with tg.no_grad():
+        w[0].mul_(2)  # parameter updates go here
+    assert to_np(w)[0].tolist() == [2.0, 4.0]
+
+
 def test_inplace_on_a_view_an_op_cannot_rewrite_is_refused() -> None:
     class Every(tg.Function):  # a user op whose output is a view of its input
         @staticmethod

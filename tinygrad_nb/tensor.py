@@ -943,6 +943,9 @@ def _viewed_bases(t: Tensor, op: type[Function]) -> list[tuple[Context, Tensor, 
                 f"in-place {op.__name__.lower()} on a tensor of shape {t.shape} that shares memory with an input of "
                 f"{ctx.fn.__name__}, which cannot be rewritten under autograd (only slices, reshape and permute "
                 "can). Write to that input instead, or .clone() first")
+        if base._ctx is None and base.requires_grad:
+            raise RuntimeError(f"in-place {op.__name__.lower()} on a view of a leaf tensor of shape {base.shape} that "
+                               "requires grad; do parameter updates inside `with tinygrad_nb.no_grad():`")
         found.append((ctx, base, base._snapshot()))
         view = base
     return found
