@@ -248,6 +248,22 @@ def test_unpicklable_objects_are_lost_not_fatal(shell: Any, capsys: pytest.Captu
     ns["fh"].close()
 
 
+def test_a_picklable_object_at_a_freed_unpicklable_ones_address_is_recorded(
+        shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # failures are cached per (name, id); an object of the same class re-created under the same name often lands at
+    # the freed one's address (same id), which must not make it "lost" too. The address reuse is made certain here
+    # by moving the cache entry to the new object's id.
+    run_ok(shell, "class Box:\n    def __init__(self, f=None):\n        self.f = f\nbox = Box(lambda v: v)", capsys)
+    rec = cellckpt.recorder(shell)
+    assert set(rec.resolve("HEAD").manifest["lost"]) == {"box"}
+    run_ok(shell, "box = Box()", capsys)
+    (key,) = [k for k in rec.unpicklable if k[0] == "box"]
+    rec.unpicklable[("box", id(shell.user_ns["box"]))] = rec.unpicklable.pop(key)
+    run_ok(shell, "other = 1", capsys)
+    m = rec.resolve("HEAD").manifest
+    assert "box" not in m["lost"] and "box" in m["variables"]
+
+
 def test_storage_is_deduplicated_and_gc_respects_the_budget(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
     run_ok(shell, "import tinygrad_nb as tg\nbig = tg.zeros(2_621_440)\nsmall = tg.ones(4)", capsys)  # 10 MiB
     run_ok(shell, "small += 1", capsys)

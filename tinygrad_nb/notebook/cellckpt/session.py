@@ -44,7 +44,7 @@ class Recorder:
         self._root = Path(root) if root is not None else None
         self._store: Store | None = None
         self.tracker = Tracker()
-        self.unpicklable: dict[tuple[str, int], str] = {}
+        self.unpicklable: dict[tuple[str, int], tuple[Any, str]] = {}  # see snapshot.capture
         self.lost_since: dict[tuple[str, int], int | None] = {}
         self.head: int | None = None
         self.cells_seen = 0

@@ -215,8 +215,10 @@ class _Pickler(pickle.Pickler):
 
 
 def capture(user_ns: dict[str, Any], hidden: set[str], tracker: Tracker,
-            unpicklable: dict[tuple[str, int], str]) -> Snapshot:
-    """Snapshot ``user_ns``. ``unpicklable`` caches ``(name, id) -> why`` so known failures are not retried."""
+            unpicklable: dict[tuple[str, int], tuple[Any, str]]) -> Snapshot:
+    """Snapshot ``user_ns``. ``unpicklable`` caches ``(name, id) -> (weakref to the object, why)`` so known failures
+    are not retried; the weak reference makes sure the entry is about this object, not a new one that happens to
+    sit at a freed object's address."""
     snap = Snapshot()
     names = [n for n, v in list(user_ns.items()) if recordable(n, v, hidden)]
     main_names = {}
@@ -228,9 +230,9 @@ def capture(user_ns: dict[str, Any], hidden: set[str], tracker: Tracker,
             if isinstance(value, (types.FunctionType, type)) and not _is_lambda(value):
                 main_names.setdefault(id(value), name)
             continue
-        why = unpicklable.get((name, id(value)))
-        if why is not None:
-            snap.lost[name] = why
+        known = unpicklable.get((name, id(value)))
+        if known is not None and known[0]() is value:
+            snap.lost[name] = known[1]
             continue
         values[name] = value
     while True:
@@ -252,7 +254,10 @@ def capture(user_ns: dict[str, Any], hidden: set[str], tracker: Tracker,
             break
         # the memo may reference what the failed dump half-wrote: start again without that variable
         name, why = failed
-        unpicklable[(name, id(values[name]))] = why
+        try:
+            unpicklable[(name, id(values[name]))] = (weakref.ref(values[name]), why)
+        except TypeError:
+            pass  # no weak references to it: try again next cell rather than risk naming another object
         snap.lost[name] = why
         del values[name]
         snap.variables.clear()
