@@ -228,6 +228,19 @@ def test_replay_reports_outputs_differ_for_non_tensor_values(shell: Any, capsys:
     assert row["result"] == "outputs differ" and "stamp differs" in row["detail"]
 
 
+def test_replay_runs_each_cell_as_the_cell_it_was(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # code that names its own cell (NaN reports say "cell [5], line 3") must see the recorded number again
+    run_ok(shell, "import tinygrad_nb as tg\nt = tg.ones(2)\nme = get_ipython().execution_count", capsys)
+    n = count(shell)
+    assert shell.user_ns["me"] == n
+    run_ok(shell, "later = 1", capsys)
+    before = shell.execution_count
+    run_ok(shell, f"%tg_replay {n} --verify", capsys)
+    row = cellckpt.recorder(shell).last_replay[0]
+    assert row["result"] == "bitwise", row
+    assert shell.execution_count == before + 1  # the replay left the counter as it found it
+
+
 def test_unpicklable_objects_are_lost_not_fatal(shell: Any, capsys: pytest.CaptureFixture[str],
                                                 tmp_path: Path) -> None:
     (tmp_path / "f.txt").write_text("hi")

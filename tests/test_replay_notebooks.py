@@ -5,9 +5,9 @@ cell that loads the extension, records into tmp_path and turns deterministic mod
 ``%tg_replay 1..HEAD --verify`` (from the first cell's commit to HEAD) and the verdicts are checked.
 
 Every tensor and array must replay bit for bit: no cell may be "diverged". A few variables are *not tensors* and
-legitimately differ on a re-run (a temporary directory's random name, wall-clock timings, run ids, a report naming
-the cell's execution count); they are listed per notebook with the reason, and a replayed cell may be "outputs
-differ" only because of them. Anything else fails the test.
+legitimately differ on a re-run (a temporary directory's random name, wall-clock timings, run ids); they are
+listed per notebook with the reason, and a replayed cell may be "outputs differ" only because of them. Anything
+else fails the test.
 """
 from __future__ import annotations
 
@@ -36,9 +36,6 @@ NOT_REPLAYABLE: dict[str, dict[str, str]] = {
                                             "table": "a run table with run ids and durations",
                                             "wider": "a run read back from the store (random id, times)",
                                             "crashed": "a failed run (random id, times)"},
-    "11_nan_hunting.ipynb": {"report": "an error report naming the cell's execution count, which a replay lacks",
-                             "event": "a NaN event naming the cell's execution count",
-                             "first": "a NaN event naming the cell's execution count"},
     "12_profiling.ipynb": {"tmp": "a new temporary directory", "prof": "a profiler with wall-clock times",
                            "summary": "a profile summary (times)", "row": "a profile row (times)",
                            "prof2": "a profiler with wall-clock times", "sampled": "a profiler (times)",

@@ -305,7 +305,7 @@ class Recorder:
                 m = commit.manifest
                 if m.get("rng_before"):
                     _restore_rng(m["rng_before"])
-                outcome = self.shell.run_cell(m["cell"]["source"], store_history=False, silent=True)
+                outcome = self._run_as(m["cell"]["source"], commit.execution_count)
                 row: dict[str, Any] = {"seq": commit.seq, "cell": commit.execution_count}
                 if verify:
                     row.update(compare_commit(self, commit, bool(outcome.success)))
@@ -316,6 +316,17 @@ class Recorder:
             self.replaying = False
         self.head = last.seq
         return results
+
+    def _run_as(self, source: str, execution_count: int | None) -> Any:
+        """Run ``source`` as the cell ``In[execution_count]`` it was recorded as, without recording it again: code
+        that names its own cell (a NaN report's ``cell [5], line 3``) gives the same text as the first time."""
+        current = self.shell.execution_count
+        if execution_count is not None:
+            self.shell.execution_count = execution_count
+        try:
+            return self.shell.run_cell(source, store_history=False, silent=True)
+        finally:
+            self.shell.execution_count = current
 
     # -- log --------------------------------------------------------------------------------------------------------
     def log(self) -> list[dict[str, Any]]:
