@@ -63,20 +63,20 @@ class Comparison:
 
     def select(self, *columns: str) -> Comparison:
         """The same runs with only ``columns``, in that order (``table.select("name", "val_acc best")``)."""
-        unknown = [c for c in columns if c not in self.columns]
-        if unknown:
-            raise KeyError(f"Comparison.select: no column {', '.join(map(repr, unknown))}; the columns are "
-                           f"{', '.join(map(repr, self.columns))}")
+        self._check_columns("select", columns)
         return Comparison(list(columns), self.rows, self.config_keys, self.metrics)
 
     def without(self, *columns: str) -> Comparison:
         """The same runs without ``columns`` (``table.without("id", "duration s")`` for a printout that stays the
         same from run to run)."""
+        self._check_columns("without", columns)
+        return self.select(*[c for c in self.columns if c not in columns])
+
+    def _check_columns(self, method: str, columns: Sequence[str]) -> None:
         unknown = [c for c in columns if c not in self.columns]
         if unknown:
-            raise KeyError(f"Comparison.without: no column {', '.join(map(repr, unknown))}; the columns are "
+            raise KeyError(f"Comparison.{method}: no column {', '.join(map(repr, unknown))}; the columns are "
                            f"{', '.join(map(repr, self.columns))}")
-        return self.select(*[c for c in self.columns if c not in columns])
 
     def to_csv(self, path: str | os.PathLike[str]) -> None:
         buffer = io.StringIO()
