@@ -26,8 +26,9 @@ def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
     return grad.sum(axis=axes).reshape(shape) if axes else grad.reshape(shape)
 
 
-# In a backward, an input with needs_input_grad set is always a tensor's array, so it has a .shape; in a forward,
-# either side of a binary op may be a Python scalar (1 + x), whose shape is ().
+# Binary ops keep ctx.shapes = (shape of a, shape of b) for unbroadcast, each only when that input needs a gradient
+# (ctx.needs_input_grad is set before forward): such an input is always a tensor's array, so it has a .shape, while
+# the other side may be a Python scalar (1 + x).
 
 
 class Add(Function):
@@ -35,7 +36,8 @@ class Add(Function):
 
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:
-        ctx.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
+        need_a, need_b = ctx.needs_input_grad
+        ctx.shapes = (a.shape if need_a else None, b.shape if need_b else None)
         return a + b
 
     @staticmethod
@@ -50,7 +52,8 @@ class Sub(Function):
 
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:
-        ctx.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
+        need_a, need_b = ctx.needs_input_grad
+        ctx.shapes = (a.shape if need_a else None, b.shape if need_b else None)
         return a - b
 
     @staticmethod
@@ -71,7 +74,7 @@ class Mul(Function):
     def forward(ctx: Context, a: Any, b: Any) -> Any:
         need_a, need_b = ctx.needs_input_grad
         ctx.save_for_backward(a if need_b else None, b if need_a else None)
-        ctx.shapes = (a.shape if need_a else None, b.shape if need_b else None)  # (needing a gradient: an array)
+        ctx.shapes = (a.shape if need_a else None, b.shape if need_b else None)
         return a * b
 
     @staticmethod
@@ -164,7 +167,8 @@ class Where(Function):
     @staticmethod
     def forward(ctx: Context, cond: Any, a: Any, b: Any) -> Any:
         ctx.save_for_backward(cond)
-        ctx.shapes = (getattr(a, "shape", ()), getattr(b, "shape", ()))
+        _, need_a, need_b = ctx.needs_input_grad
+        ctx.shapes = (a.shape if need_a else None, b.shape if need_b else None)
         return ctx.xp.where(cond, a, b)
 
     @staticmethod
