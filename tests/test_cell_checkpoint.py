@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pytest
@@ -221,11 +221,93 @@ def test_replay_verifies_bitwise_and_names_the_diverged_variable(shell: Any,
 
 
 def test_replay_reports_outputs_differ_for_non_tensor_values(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    run_ok(shell, "import time\nimport tinygrad_nb as tg\nt = tg.ones(3)\nstamp = time.time_ns()", capsys)
+    run_ok(shell, "import time\nimport tinygrad_nb as tg\nt = tg.ones(3)\n"
+           "stamp = {'config': {'lr': 0.1}, 'meta': [1, {'ns': time.time_ns()}]}", capsys)
+    n = count(shell)
+    recorded = shell.user_ns["stamp"]["meta"][1]["ns"]
+    run_ok(shell, f"%tg_replay {n} --verify", capsys)
+    row = cellckpt.recorder(shell).last_replay[0]
+    now = shell.user_ns["stamp"]["meta"][1]["ns"]
+    assert row["result"] == "outputs differ"
+    assert row["detail"] == f"stamp['meta'][1]['ns']: {recorded} -> {now}"  # the first differing place, both values
+
+
+def test_replay_re_makes_temporary_directories(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # a temporary directory gets a new random name on every run: paths in it, and text naming them, still compare
+    run_ok(shell, "import tempfile, time\nfrom pathlib import Path\nimport tinygrad_nb as tg\n"
+           "tmp = Path(tempfile.mkdtemp())\ncsv = tmp / 'data.csv'\nmessage = f'{csv}:3: column x is not a number'\n"
+           "w = tg.ones(2)", capsys)
+    n = count(shell)
+    recorded = shell.user_ns["tmp"]
+    run_ok(shell, f"%tg_replay {n} --verify", capsys)
+    row = cellckpt.recorder(shell).last_replay[0]
+    assert shell.user_ns["tmp"] != recorded
+    assert row["result"] == "bitwise", row
+    # csv's pickle refers to the parts of tmp's path it shares, so only tmp and the message are compared anew
+    assert row["run_bound"] == ["tmp (a new temporary directory)", "message (a new temporary directory)"]
+    assert str(shell.user_ns["csv"]).startswith(str(shell.user_ns["tmp"]))
+    assert "run-bound, re-made: tmp (a new temporary directory), message" in row["detail"]
+    # anything else that differs inside such a path is still a difference
+    run_ok(shell, "stamped = tmp / str(time.time_ns())", capsys)
     n = count(shell)
     run_ok(shell, f"%tg_replay {n} --verify", capsys)
     row = cellckpt.recorder(shell).last_replay[0]
-    assert row["result"] == "outputs differ" and "stamp differs" in row["detail"]
+    assert row["result"] == "outputs differ" and row["detail"].startswith("stamped: '/"), row
+
+
+def test_replay_compares_a_run_except_its_run_bound_fields(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    run_ok(shell, "import tinygrad_nb as tg\nfrom tinygrad_nb import track\nimport os\n"
+           "with track.Run(name='a', config={'lr': 0.1}, store=False) as run:\n    run.log({'loss': 1.0})", capsys)
+    n = count(shell)
+    run_ok(shell, f"%tg_replay {n} --verify", capsys)
+    row = cellckpt.recorder(shell).last_replay[0]
+    assert row["result"] == "bitwise", row
+    assert row["run_bound"][0].startswith("run (") and "id" in row["run_bound"][0], row  # named, not hidden
+    # a config that is not reproducible (not from the recorded RNG states): the run's random id and times must not hide that
+    run_ok(shell, "with track.Run(name='b', config={'seed': os.urandom(4).hex()}, store=False) as run2:\n    pass", capsys)
+    n = count(shell)
+    run_ok(shell, f"%tg_replay {n} --verify", capsys)
+    row = cellckpt.recorder(shell).last_replay[0]
+    assert row["result"] == "outputs differ" and row["detail"].startswith("run2.config['seed']: "), row
+
+
+def test_a_cell_can_declare_run_bound_variables(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    run_ok(shell, "import os, time\nimport numpy as np\nimport tinygrad_nb as tg\n"
+           "# tg-replay: run-bound log_lines, started (they hold wall-clock times)\n"
+           "started = time.time()\nlog_lines = [{'time': time.time(), 'loss': 0.5}]\nkept = time.time_ns()", capsys)
+    n = count(shell)
+    run_ok(shell, f"%tg_replay {n} --verify", capsys)
+    row = cellckpt.recorder(shell).last_replay[0]
+    # declared ones are named, not compared; an undeclared one still differs
+    assert row["result"] == "outputs differ" and row["detail"].startswith("kept: "), row
+    run_ok(shell, "del kept", capsys)
+    run_ok(shell, "later = time.time()  # a later cell keeps the earlier declaration: later is compared", capsys)
+    run_ok(shell, "log_lines.append({'time': time.time()})", capsys)
+    m = count(shell)
+    run_ok(shell, f"%tg_replay {m - 1}..{m} --verify", capsys)
+    rows = cellckpt.recorder(shell).last_replay
+    assert rows[0]["result"] == "outputs differ" and rows[0]["detail"].startswith("later: "), rows
+    assert rows[1]["result"] == "outputs differ" and rows[1]["detail"].startswith("later: "), rows
+    assert "log_lines (declared run-bound)" in rows[1]["run_bound"], rows
+    # a declaration never hides tensors: their bytes are always compared
+    run_ok(shell, "# tg-replay: run-bound noise\nnoise = tg.tensor(np.frombuffer(os.urandom(16), dtype=np.float32).copy())",
+           capsys)
+    n = count(shell)
+    run_ok(shell, f"%tg_replay {n} --verify", capsys)
+    row = cellckpt.recorder(shell).last_replay[0]
+    assert row["result"] == "diverged" and row["variable"] == "noise", row
+
+
+def test_replayed_cell_sees_the_history_it_first_ran_with(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # a run's code fingerprint hashes the cells run so far (In): the replay must not add later cells to it
+    run_ok(shell, "import tinygrad_nb as tg\ncode = tg.fingerprint(code=None).code['xxh3_128']", capsys)
+    n = count(shell)
+    run_ok(shell, "later = 1", capsys)
+    recorded = shell.user_ns["code"]
+    run_ok(shell, f"%tg_replay {n} --verify", capsys)
+    row = cellckpt.recorder(shell).last_replay[0]
+    assert row["result"] == "bitwise" and shell.user_ns["code"] == recorded, row
+    assert shell.user_ns["In"][-1].startswith("get_ipython().run_line_magic('tg_replay'")  # In is whole again
 
 
 def test_replay_runs_each_cell_as_the_cell_it_was(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -481,3 +563,65 @@ def test_a_replaced_data_array_at_a_reused_address_is_rehashed(shell: Any, capsy
         record = m["tensors"][m["variables"]["w"]["tensors"][0]]
         recorded = rec.store.array(record["key"], record["dtype"], record["shape"])
         np.testing.assert_array_equal(recorded, np.full(8, 2.0 * step, dtype=np.float32))
+
+
+# -- comparing values (no shell) --------------------------------------------------------------------------------------
+def _compare(old: Any, new: Any) -> tuple[Any, list[Any]]:
+    from tinygrad_nb.notebook.cellckpt.values import ValueComparer
+
+    return ValueComparer().compare([("v", old, new)])["v"]
+
+
+def test_values_compare_numbers_bit_for_bit_and_name_the_place() -> None:
+    assert _compare({"a": [1.0, float("nan")]}, {"a": [1.0, float("nan")]}) == (None, [])
+    real, _ = _compare({"a": [1.0, 0.0]}, {"a": [1.0, -0.0]})
+    assert str(real) == "v['a'][1]: 0.0 -> -0.0"
+    real, _ = _compare({"a": 1, "b": 2}, {"a": 1})
+    assert str(real) == "v['b'] is missing"
+    real, _ = _compare([1, 2], [1, 2, 3])
+    assert str(real) == "len(v): 2 -> 3"
+    real, _ = _compare({"x": 1}, {"x": True})  # equal in Python, but not the same value
+    assert str(real) == "v['x']: 1 -> True"
+
+
+def test_temporary_directory_renames_must_be_consistent() -> None:
+    import os
+    import tempfile
+
+    def tmp(name: str) -> str:
+        return os.path.join(tempfile.gettempdir(), "tmp" + name)
+
+    a, b, c = tmp("aaaaaaaa"), tmp("bbbbbbbb"), tmp("cccccccc")
+    real, bound = _compare([a, a + "/x.csv"], [b, b + "/x.csv"])
+    assert real is None and [d.why for d in bound] == ["a new temporary directory"] * 2
+    # one recorded folder cannot become two different ones
+    real, _ = _compare([a, a + "/x.csv"], [b, c + "/x.csv"])
+    assert real is not None and real.path == "v[1]"
+    # a name of another shape is not a temporary directory
+    real, _ = _compare(os.path.join(tempfile.gettempdir(), "run-1"), os.path.join(tempfile.gettempdir(), "run-2"))
+    assert real is not None
+
+
+def test_declared_string_fields_rename_everywhere() -> None:
+    class Job:
+        RUN_BOUND_FIELDS: ClassVar[dict[Any, str]] = {"id": "a random id", ("times", "*", 1): "wall-clock time"}
+
+        def __init__(self, id: str, times: list[tuple[str, float]], lr: float):
+            self.id, self.times, self.lr = id, times, lr
+
+    old = {"log": "logs/ab12.jsonl", "job": Job("ab12", [("start", 1.5)], 0.1)}
+    new = {"log": "logs/cd34.jsonl", "job": Job("cd34", [("start", 2.5)], 0.1)}
+    real, bound = _compare(old, new)  # the log path is met before the job that declares its id: two walks
+    assert real is None, real
+    assert sorted(d.path for d in bound) == ["v['job'].id", "v['job'].times[0][1]", "v['log']"]
+    new["job"].lr = 0.2
+    real, _ = _compare(old, new)
+    assert str(real) == "v['job'].lr: 0.1 -> 0.2"
+
+
+def test_declared_run_bound_comment() -> None:
+    from tinygrad_nb.notebook.cellckpt.values import declared_run_bound
+
+    source = ("x = 1\n# tg-replay: run-bound records, trace (they hold times)\n  #tg-replay: run-bound  a b\n"
+              "# tg-replay: run-bound\ny = 2  # tg-replay: run-bound z\n")
+    assert declared_run_bound(source) == ["records", "trace", "a", "b"]

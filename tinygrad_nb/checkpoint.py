@@ -35,7 +35,7 @@ import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 import numpy as np
 import xxhash
@@ -68,6 +68,9 @@ class CheckpointError(RuntimeError):
 class Checkpoint:
     """What :func:`load` read. ``tensors`` maps namespaced names to tensors; the ``*_state`` fields are the state
     dicts to hand to new objects (``model.load_state_dict(ckpt.model_state)``)."""
+
+    # What a replayed notebook cell cannot make again (see docs/cell_checkpoints.md, "Run-bound values")
+    RUN_BOUND_FIELDS: ClassVar[dict[Any, str]] = {("manifest", "created"): "the time it was saved"}
 
     path: Path
     manifest: dict[str, Any]

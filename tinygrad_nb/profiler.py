@@ -19,7 +19,7 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from . import dispatch
 from .dispatch import ObserverHandle, OpEvent
@@ -32,6 +32,9 @@ _active: list[Profile] = []  # profiles currently recording, innermost last
 class OpRecord:
     """One timed op call. Times are ns since the profile started."""
 
+    # What a replayed notebook cell cannot make again (see docs/cell_checkpoints.md, "Run-bound values")
+    RUN_BOUND_FIELDS: ClassVar[dict[Any, str]] = {"start_ns": "a measured time", "dur_ns": "a measured time"}
+
     op: str
     phase: str
     start_ns: int
@@ -43,6 +46,8 @@ class OpRecord:
 
 @dataclass
 class RegionRecord:
+    RUN_BOUND_FIELDS: ClassVar[dict[Any, str]] = {"start_ns": "a measured time", "dur_ns": "a measured time"}
+
     name: str
     start_ns: int
     dur_ns: int = 0
@@ -51,6 +56,8 @@ class RegionRecord:
 
 @dataclass
 class SummaryRow:
+    RUN_BOUND_FIELDS: ClassVar[dict[Any, str]] = {"total_ms": "a measured time", "mean_us": "a measured time", "percent": "a measured time"}
+
     op: str
     calls: int
     timed: int
@@ -63,6 +70,8 @@ class SummaryRow:
 @dataclass
 class Summary:
     """What :meth:`Profile.summary` returns: ``rows`` plus a text table as its ``str``/``repr``."""
+
+    RUN_BOUND_FIELDS: ClassVar[dict[Any, str]] = {"total_ms": "a measured time", ("regions", "*", 2): "a measured time"}
 
     rows: list[SummaryRow]
     every: int = 1
@@ -96,6 +105,9 @@ def _align(rows: list[tuple[str, ...]]) -> list[str]:
 
 class Profile:
     """Records ops while active. Use as ``with profile() as prof:`` (or ``start()`` / ``stop()``)."""
+
+    RUN_BOUND_FIELDS: ClassVar[dict[Any, str]] = {"_origin_ns": "a clock reading", "_pid": "the process it ran in",
+                        "_tid": "the thread it ran in"}
 
     def __init__(self, every: int = 1, record_shapes: bool = True):
         if every < 1:

@@ -9,7 +9,7 @@ import re
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from ..io import atomic_write
 from .store import RunRecord, RunStore
@@ -46,6 +46,9 @@ def best_direction(metric: str, best: dict[str, str] | None = None) -> str:
 @dataclass
 class Comparison:
     """A comparison table: ``rows`` (one dict per run), ``columns``; ``str()`` renders it, ``to_csv`` saves it."""
+
+    # What a replayed notebook cell cannot make again (see docs/cell_checkpoints.md, "Run-bound values")
+    RUN_BOUND_FIELDS: ClassVar[dict[Any, str]] = {("rows", "*", "id"): "a random run id", ("rows", "*", "duration s"): "wall-clock time"}
 
     columns: list[str]
     rows: list[dict[str, Any]]

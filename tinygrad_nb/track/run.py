@@ -23,7 +23,7 @@ import sys
 import time
 import weakref
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -41,6 +41,11 @@ class Run:
     for none. ``sinks``: more sinks (StdoutSink, JSONLSink, TensorBoardSink, ...). ``model``: fingerprint its
     parameters too. ``fingerprint=False`` skips the fingerprint.
     """
+
+    # What a replayed notebook cell cannot make again (see docs/cell_checkpoints.md, "Run-bound values")
+    RUN_BOUND_FIELDS: ClassVar[dict[Any, str]] = {"id": "a random run id", "start_time": "wall-clock time", "end_time": "wall-clock time",
+                        "_next_flush": "wall-clock time", "host": "the machine it ran on",
+                        "pid": "the process it ran in"}
 
     def __init__(self, name: str | None = None, config: dict[str, Any] | None = None,
                  store: RunStore | str | os.PathLike[str] | bool | None = None, sinks: Sequence[Any] | None = None,

@@ -30,7 +30,7 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -218,6 +218,10 @@ def _drain_at_exit() -> None:
 @dataclass
 class RunRecord:
     """One row of ``runs`` plus its config."""
+
+    # What a replayed notebook cell cannot make again (see docs/cell_checkpoints.md, "Run-bound values")
+    RUN_BOUND_FIELDS: ClassVar[dict[Any, str]] = {"id": "a random run id", "start_time": "wall-clock time", "end_time": "wall-clock time",
+                        "host": "the machine it ran on", "pid": "the process it ran in"}
 
     id: str
     name: str

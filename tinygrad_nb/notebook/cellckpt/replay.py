@@ -2,16 +2,20 @@
 
 Per cell the verdict is one of
 
-* ``bitwise``: every recorded variable has the same skeleton bytes and every tensor/array the same bytes;
-* ``outputs differ``: every tensor is bitwise equal, but a non-tensor value differs, a variable appeared or vanished,
-  or the cell failed where it had succeeded (or the reverse);
+* ``bitwise``: every tensor/array has the same bytes and every other value is equal (numbers bit for bit), except
+  for run-bound values (:mod:`.values`: temporary directory names, fields a type declares, variables a cell
+  declares), which the detail names;
+* ``outputs differ``: every tensor is bitwise equal, but a non-tensor value differs (the detail names the first
+  differing place, ``run.config['lr']: 0.003 -> 0.01``), a variable appeared or vanished, or the cell failed where it
+  had succeeded (or the reverse);
 * ``diverged``: some tensor differs: the first such variable (in namespace order), the first differing index, the max
   abs and max ULP difference.
 
 Skeleton pickles use positional persistent ids (see :mod:`.snapshot`), so the same structure pickles to the same
 bytes even though the replay built new objects. Where a variable's skeleton bytes differ, its canonical form
 (:mod:`.canonical`) decides: the memo makes the bytes depend on whether equal strings and tuples are one object or
-several, which differs between objects restored by a checkout and objects the replayed cell built.
+several, which differs between objects restored by a checkout and objects the replayed cell built. Where the
+canonical forms differ too, :mod:`.values` compares the values themselves.
 """
 from __future__ import annotations
 
@@ -19,9 +23,13 @@ from typing import Any
 
 from .canonical import CanonicalError, canonical_digests
 from .snapshot import capture
+from .values import ValueComparer, describe, load_values
 
 
-def compare_commit(recorder: Any, commit: Any, success: bool) -> dict[str, Any]:
+def compare_commit(recorder: Any, commit: Any, success: bool, declared: set[str] | frozenset[str] = frozenset(),
+                   ) -> dict[str, Any]:
+    """The verdict on a replayed cell (see the module docstring); ``declared``: variables declared run-bound by
+    ``# tg-replay: run-bound`` in this cell or an earlier one."""
     m = commit.manifest
     shell = recorder.shell
     hidden = set(getattr(shell, "user_ns_hidden", {}) or ())
@@ -40,6 +48,7 @@ def compare_commit(recorder: Any, commit: Any, success: bool) -> dict[str, Any]:
         if name not in recorded and name not in m["lost"]:
             notes.append(f"{name} is new")
     first_diverged = None
+    differing: list[str] = []  # non-tensor parts differ: compared as values below
     canonical: list[dict[str, str] | None] = []
 
     def same_skeleton(name: str, var: dict[str, Any], mine: dict[str, Any]) -> bool:
@@ -76,7 +85,7 @@ def compare_commit(recorder: Any, commit: Any, success: bool) -> dict[str, Any]:
         if len(rec_tensors) != len(new_tensors):
             notes.append(f"{name} holds {len(new_tensors)} tensors, recorded {len(rec_tensors)}")
         elif not same_skeleton(name, var, mine):
-            notes.append(f"{name} differs (not a tensor)")
+            differing.append(name)
     if first_diverged is not None:
         d = first_diverged
         detail = f"diverged: {d['where']}"
@@ -86,10 +95,44 @@ def compare_commit(recorder: Any, commit: Any, success: bool) -> dict[str, Any]:
             detail += f" ({d['why']})"
         return {"result": "diverged", "variable": d["variable"], "index": d.get("index"),
                 "max_abs": d["max_abs"], "max_ulp": d["max_ulp"], "detail": detail}
+    run_bound: list[str] = []
+    if differing:
+        old_values, old_failures = load_values(skeleton, recorded, shell.user_ns)
+        new_values, new_failures = load_values(snap.skeleton, now, shell.user_ns)
+        pairs = []
+        for name in differing:
+            if name in declared:
+                run_bound.append(f"{name} (declared run-bound)")
+            elif name in old_values and name in new_values:
+                pairs.append((name, old_values[name], new_values[name]))
+            else:
+                why = old_failures.get(name) or new_failures.get(name)
+                notes.append(f"{name} differs (not a tensor; reading it back to say where failed: {why})")
+        for name, (real, bound) in ValueComparer().compare(pairs).items():
+            if real is not None:
+                notes.append(str(real))
+            elif bound:
+                run_bound.append(describe(name, bound))
+            else:  # equal values, different pickles: objects are shared between variables differently than before
+                notes.append(f"{name} differs (not a tensor): it shares objects with other variables differently")
     if notes:
-        return {"result": "outputs differ", "detail": "; ".join(notes)}
-    return {"result": "bitwise", "detail": f"{len(recorded)} variables, "
-            f"{sum(len(v['tensors']) for v in recorded.values())} tensors identical"}
+        return {"result": "outputs differ", "detail": "; ".join(notes), "run_bound": run_bound}
+    detail = f"{len(recorded)} variables, {sum(len(v['tensors']) for v in recorded.values())} tensors identical"
+    return {"result": "bitwise", "detail": detail, "run_bound": run_bound}
+
+
+def add_run_bound_detail(rows: list[dict[str, Any]]) -> None:
+    """Name each cell's run-bound values in its detail once: a value re-made by an earlier cell and carried on
+    unchanged is counted, not named again."""
+    named: set[str] = set()
+    for row in rows:
+        run_bound = row.get("run_bound") or []
+        new = [item for item in run_bound if item not in named]
+        if new:
+            row["detail"] += "; run-bound, re-made: " + ", ".join(new)
+        if len(run_bound) > len(new):
+            row["detail"] += f"; {len(run_bound) - len(new)} run-bound carried"
+        named.update(run_bound)
 
 
 def snap_array(user_ns: dict[str, Any], snap: Any, index: int, record: dict[str, Any]) -> Any:

@@ -293,40 +293,64 @@ class Recorder:
     # -- replay -----------------------------------------------------------------------------------------------------
     def replay(self, first: Commit, last: Commit, verify: bool = True) -> list[dict[str, Any]]:
         """Restore the state before ``first``, re-run the sources up to ``last``, compare with the records."""
-        from .replay import compare_commit
+        from .replay import add_run_bound_detail, compare_commit
+        from .values import declared_run_bound
 
         chain = self.chain(first, last)
         parent = self.store.commits.get(first.parent) if first.parent is not None else None
+        declared = self._declared_run_bound(parent)
         self.checkout(parent)
         results = []
         self.replaying = True
         try:
             for commit in chain:
                 m = commit.manifest
+                declared.update(declared_run_bound(m["cell"]["source"]))
                 if m.get("rng_before"):
                     _restore_rng(m["rng_before"])
                 outcome = self._run_as(m["cell"]["source"], commit.execution_count)
                 row: dict[str, Any] = {"seq": commit.seq, "cell": commit.execution_count}
                 if verify:
-                    row.update(compare_commit(self, commit, bool(outcome.success)))
+                    row.update(compare_commit(self, commit, bool(outcome.success), declared))
                 else:
                     row["result"] = "ran" if outcome.success else "error"
                 results.append(row)
         finally:
             self.replaying = False
         self.head = last.seq
+        if verify:
+            add_run_bound_detail(results)
         return results
+
+    def _declared_run_bound(self, commit: Commit | None) -> set[str]:
+        """Variables declared run-bound (``# tg-replay: run-bound NAME``) by ``commit`` and its ancestors."""
+        from .values import declared_run_bound
+
+        names: set[str] = set()
+        while commit is not None:
+            names.update(declared_run_bound(commit.manifest["cell"]["source"]))
+            commit = self.store.commits.get(commit.parent) if commit.parent is not None else None
+        return names
 
     def _run_as(self, source: str, execution_count: int | None) -> Any:
         """Run ``source`` as the cell ``In[execution_count]`` it was recorded as, without recording it again: code
         that names its own cell (a NaN report's ``cell [5], line 3``) gives the same text as the first time."""
         current = self.shell.execution_count
+        ns = self.shell.user_ns
+        history = ns.get("In")
         if execution_count is not None:
             self.shell.execution_count = execution_count
+            # The cell first ran with In[:n+1] as its history: a run's code fingerprint hashes In, so show it that
+            # (when this session still has the cell there; after a kernel restart In holds other cells)
+            if isinstance(history, list) and len(history) > execution_count + 1 and \
+                    history[execution_count].strip() == self.shell.transform_cell(source).strip():
+                ns["In"] = history[:execution_count + 1]
         try:
             return self.shell.run_cell(source, store_history=False, silent=True)
         finally:
             self.shell.execution_count = current
+            if history is not None:
+                ns["In"] = history
 
     # -- log --------------------------------------------------------------------------------------------------------
     def log(self) -> list[dict[str, Any]]:
