@@ -1,8 +1,10 @@
-"""Real-browser test of the live widgets: JupyterLab on 127.0.0.1 driven by headless Debian chromium via playwright.
+"""Real-browser tests of the widgets: JupyterLab on 127.0.0.1 driven by headless Debian chromium via playwright.
 
-The fixture notebook (tests/browser/live_widgets.ipynb) logs 2,000 + 20 points to a LossCurve and plants a NaN under
-a NaNTracer. The test runs those cells and reads the widgets' DOM (``data-points``, ``data-events``), runs the cell
-that finishes them, saves, restarts the kernel, reloads the page and checks the static image is still there.
+The first fixture notebook (tests/browser/live_widgets.ipynb) logs 2,000 + 20 points to a LossCurve and plants a NaN
+under a NaNTracer. The test runs those cells and reads the widgets' DOM (``data-points``, ``data-events``), runs the
+cell that finishes them, saves, restarts the kernel, reloads the page and checks the static image is still there.
+The second (tests/browser/history_widget.ipynb) records three cells and opens ``%tg_log --widget``: the test reads
+HEAD's details, picks an earlier commit and clicks "check out".
 Screenshots go to ``artifacts/browser/`` (git-ignored; ``$TINYGRAD_NB_ARTIFACTS`` overrides the folder).
 
 Never downloads a browser: it uses the system chromium (``$TINYGRAD_NB_CHROMIUM``, default /usr/bin/chromium) and is
@@ -27,6 +29,7 @@ import pytest
 
 CHROMIUM = os.environ.get("TINYGRAD_NB_CHROMIUM", "/usr/bin/chromium")
 FIXTURE = Path(__file__).resolve().parent / "browser" / "live_widgets.ipynb"
+HISTORY_FIXTURE = FIXTURE.with_name("history_widget.ipynb")
 ARTIFACTS = Path(os.environ.get("TINYGRAD_NB_ARTIFACTS", Path(__file__).resolve().parent.parent / "artifacts")) / \
     "browser"
 TOKEN = "tinygrad-nb-browser-test"
@@ -65,7 +68,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     tmp = tmp_path_factory.mktemp("jupyterlab")
     root = tmp / "root"
     root.mkdir()
-    shutil.copy(FIXTURE, root / FIXTURE.name)
+    for notebook in (FIXTURE, HISTORY_FIXTURE):
+        shutil.copy(notebook, root / notebook.name)
     config = tmp / "config"
     (config / "labconfig").mkdir(parents=True)
     # no "receive Jupyter news?" prompt: the announcements plugin is off
@@ -107,10 +111,10 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     log.close()
 
 
-OPEN_NOTEBOOK_READY = """() => {
+OPEN_NOTEBOOK_READY = """(cells) => {
   const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
   const kernel = panel && panel.sessionContext && panel.sessionContext.session && panel.sessionContext.session.kernel;
-  return Boolean(kernel && kernel.status === "idle" && panel.content && panel.content.widgets.length === 4);
+  return Boolean(kernel && kernel.status === "idle" && panel.content && panel.content.widgets.length === cells);
 }"""
 
 RUN_CELLS = """async ([first, last]) => {
@@ -138,7 +142,7 @@ def test_live_widgets_in_jupyterlab(lab: tuple[str, Path]) -> None:
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
         try:
             page.goto(f"{base}/lab/tree/{FIXTURE.name}?token={TOKEN}&reset")
-            page.wait_for_function(OPEN_NOTEBOOK_READY, timeout=60_000)
+            page.wait_for_function(OPEN_NOTEBOOK_READY, arg=4, timeout=60_000)
 
             # 1. the live views: run the logging cell and the planted-NaN cell
             page.evaluate(RUN_CELLS, [1, 2])
@@ -168,7 +172,7 @@ def test_live_widgets_in_jupyterlab(lab: tuple[str, Path]) -> None:
             page.evaluate("async () => { await window.jupyterapp.shell.currentWidget.sessionContext.session"
                           ".kernel.restart(); }")
             page.reload()
-            page.wait_for_function(OPEN_NOTEBOOK_READY, timeout=60_000)
+            page.wait_for_function(OPEN_NOTEBOOK_READY, arg=4, timeout=60_000)
             image = page.locator(".jp-OutputArea-output img[src^='data:image/png']").first
             image.wait_for(state="visible", timeout=15_000)
             box = image.bounding_box()
@@ -185,3 +189,43 @@ def test_live_widgets_in_jupyterlab(lab: tuple[str, Path]) -> None:
     outputs = saved["cells"][1]["outputs"]
     bundles = [o["data"] for o in outputs if "data" in o]
     assert any("image/png" in b and "".join(b["text/plain"]) == "LossCurve: training curves" for b in bundles), bundles
+
+
+def test_history_widget_in_jupyterlab(lab: tuple[str, Path]) -> None:
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - only when the test runs
+
+    base, _root = lab
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1000})
+        try:
+            page.goto(f"{base}/lab/tree/{HISTORY_FIXTURE.name}?token={TOKEN}&reset")
+            page.wait_for_function(OPEN_NOTEBOOK_READY, arg=5, timeout=60_000)
+            page.evaluate(RUN_CELLS, [1, 4])
+            picker = page.locator(".jp-OutputArea-output .widget-dropdown select")
+            details = page.locator(".jp-OutputArea-output .widget-html-content").first
+            try:
+                picker.wait_for(state="visible", timeout=30_000)
+                page.locator(".jp-OutputArea-output img.widget-image").wait_for(state="visible", timeout=15_000)
+                # HEAD is picked first: the last recorded cell, with what changed since its parent
+                page.wait_for_function("() => [...document.querySelectorAll('.widget-html-content')]"
+                                       ".some(e => e.textContent.includes('x.mul_(2)'))", timeout=15_000)
+                options = [o.replace("\xa0", " ") for o in picker.locator("option").all_inner_texts()]
+                assert options == ["#1 In[1] ok", "#2 In[2] ok", "#3 In[3] ok (HEAD)"], options
+                assert "note added" in details.inner_text() and "x changed" in details.inner_text()
+                # pick the commit of x = tg.ones(3), then check it out
+                picker.select_option(index=1)
+                page.wait_for_function("() => [...document.querySelectorAll('.widget-html-content')]"
+                                       ".some(e => e.textContent.includes('x = tg.ones(3)'))", timeout=15_000)
+                page.get_by_role("button", name="check out").click()
+                page.wait_for_function("() => [...document.querySelectorAll('.widget-html-content')]"
+                                       ".some(e => e.textContent.startsWith('checked out #2'))", timeout=15_000)
+                page.wait_for_function("() => document.querySelector('.widget-dropdown select').options[1]"
+                                       ".text.includes('(HEAD)')", timeout=15_000)
+                options = [o.replace("\xa0", " ") for o in picker.locator("option").all_inner_texts()]
+                assert options == ["#1 In[1] ok", "#2 In[2] ok (HEAD)", "#3 In[3] ok"], options
+            finally:
+                page.screenshot(path=str(ARTIFACTS / "4_history_widget.png"), full_page=True)
+        finally:
+            browser.close()

@@ -526,24 +526,41 @@ def test_canonical_form_keeps_aliasing_and_ignores_string_identity() -> None:
     assert c["r"] != a["r"] and c["p"] == a["p"]
 
 
-def test_log_widget_shows_the_timeline(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
-    from tinygrad_nb.notebook import RecordingComm
-    from tinygrad_nb.notebook.cellckpt.widget import CommitTimeline
+def test_log_widget_browses_the_history_and_checks_out(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    pytest.importorskip("ipywidgets")
+    from tinygrad_nb.notebook.cellckpt.widget import HistoryBrowser, timeline_png
 
     run_ok(shell, "import tinygrad_nb as tg\nt = tg.ones(3)\ngen = (i for i in range(2))", capsys)
+    first = count(shell)
+    run_ok(shell, "t.mul_(2)\nnote = '<b>not html</b>'", capsys)
     run(shell, "u = 1\nraise ValueError('x')")
     rec = cellckpt.recorder(shell)
     rows = rec.timeline()
-    assert [r["ok"] for r in rows] == [True, False] and rows[0]["lost"] == ["gen"] and rows[-1]["head"]
-    assert rows[0]["bytes"] > 0 and rows[0]["cell"].startswith("In[")
-    comm = RecordingComm()
-    widget = CommitTimeline(rows, comm=comm, show=False)
-    assert widget.finished and widget.closed
-    records = [item for content, _ in comm.custom() for item in content["records"]["items"]]
-    assert [r["seq"] for r in records] == [r["seq"] for r in rows]
-    bundle = widget.static_bundle()
-    assert bundle["image/png"] and bundle["text/plain"] == "cell checkpoints: commit timeline" == repr(widget)
-    assert CommitTimeline([], comm=RecordingComm(), show=False).static_bundle()["image/png"]
+    assert [r["ok"] for r in rows] == [True, True, False] and rows[0]["lost"] == ["gen"] and rows[-1]["head"]
+    assert rows[0]["bytes"] > 0 and rows[0]["cell"] == f"In[{first}]" and rows[0]["replay"] is None
+    assert timeline_png(rows).startswith(b"\x89PNG") and timeline_png([]).startswith(b"\x89PNG")
+
+    browser = HistoryBrowser(rec)
+    assert bytes(browser.figure.value).startswith(b"\x89PNG")
+    assert [label for label, _ in browser.picker.options] == [
+        f"#1 In[{first}] ok", f"#2 In[{first + 1}] ok", f"#3 In[{first + 2}] error (HEAD)"]
+    assert browser.picker.value == 3 and "failed: ValueError: x" in browser.details.value
+    browser.picker.value = 2  # picking a commit shows its source (escaped) and what changed since its parent
+    assert "t.mul_(2)" in browser.details.value and "&lt;b&gt;not html&lt;/b&gt;" in browser.details.value
+    assert "changed since #1:</b> t changed (max abs 1, max ULP 8388608), note added" in browser.details.value
+    browser.picker.value = 1
+    assert "<b>recorded:</b> t" in browser.details.value and "<b>lost:</b> gen" in browser.details.value
+    # the button checks the picked commit out, as %tg_checkout does, and the timeline moves HEAD there
+    browser.checkout_button.click()
+    assert shell.user_ns["t"].numpy().tolist() == [1.0, 1.0, 1.0] and "note" not in shell.user_ns
+    assert browser.status.value.startswith("checked out #1 (In[") and "not restored: gen" in browser.status.value
+    assert rec.head == 1 and browser.picker.value == 1 and browser.picker.options[0][0].endswith("(HEAD)")
+    # a replay's verdicts show in the timeline rows and in the details
+    run_ok(shell, f"%tg_replay {first}..{first + 1} --verify", capsys)
+    assert [r["replay"] for r in rec.timeline()] == ["bitwise", "bitwise", None]
+    browser.refresh(pick=2)
+    assert "<b>last replay:</b> bitwise (" in browser.details.value
+    assert browser._repr_mimebundle_()["text/plain"].startswith("VBox(")
     # outside Jupyter the magic prints the table
     out = run_ok(shell, "%tg_log --widget", capsys)
     assert "commit" in out and "error" in out and "*" in out

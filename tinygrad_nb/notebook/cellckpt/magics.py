@@ -11,7 +11,7 @@ from .session import CheckpointRefError, Recorder, _size
 
 MAGICS: list[tuple[str, str, str]] = [
     ("tg_ckpt", "line", "cell checkpoints: %tg_ckpt on|off|status|every=N|budget=SIZE|dir=PATH"),
-    ("tg_log", "line", "the recorded cells (commits), oldest first; * marks HEAD; --widget: a timeline figure"),
+    ("tg_log", "line", "the recorded cells (commits), oldest first; * marks HEAD; --widget: browse them"),
     ("tg_checkout", "line", "restore the namespace to after a cell: %tg_checkout N | #S | HEAD~K"),
     ("tg_undo", "line", "restore the namespace to before the last recorded cell (%tg_checkout HEAD~1)"),
     ("tg_diff", "line", "which variables changed between two commits: %tg_diff A B"),
@@ -101,9 +101,11 @@ class CheckpointMagics:
             from ..widgets.base import in_notebook
 
             if in_notebook():
-                from .widget import CommitTimeline
+                from IPython.display import display
 
-                CommitTimeline(self.rec.timeline())
+                from .widget import HistoryBrowser
+
+                display(HistoryBrowser(self.rec))
                 return None
         print(table(self.rec.log()))
         return None
@@ -117,16 +119,7 @@ class CheckpointMagics:
         self._print_checkout(self._ref("tg_undo", "HEAD~1"))
 
     def _print_checkout(self, commit: Any) -> None:
-        report = self.rec.checkout(commit)
-        cell = f"In[{commit.execution_count}]" if commit.execution_count is not None else "cell"
-        print(f"checked out #{commit.seq} ({cell}): {len(report['restored'])} variables restored, "
-              f"{report['changed_tensors']} tensors rewritten" +
-              (f", removed {', '.join(report['removed'])}" if report["removed"] else ""))
-        for name, info in report["lost"].items():
-            since = f"recompute from cell In[{info['cell']}]" if info.get("cell") is not None else "lost"
-            print(f"  not restored: {name}: {since} ({info['why']})")
-        for name, why in report["failed"].items():
-            print(f"  not restored: {name}: {why}")
+        print("\n".join(describe_checkout(commit, self.rec.checkout(commit))))
 
     def tg_diff(self, line: str = "") -> None:
         words = line.split()
@@ -157,5 +150,18 @@ class CheckpointMagics:
         if verify:
             good = sum(r["result"] == "bitwise" for r in rows)
             print(f"{good}/{len(rows)} cells bitwise")
-        self.rec.last_replay = rows
         return None
+
+
+def describe_checkout(commit: Any, report: dict[str, Any]) -> list[str]:
+    """What a checkout did, as lines: restored and rewritten counts, then each variable it could not restore."""
+    cell = f"In[{commit.execution_count}]" if commit.execution_count is not None else "cell"
+    lines = [f"checked out #{commit.seq} ({cell}): {len(report['restored'])} variables restored, "
+             f"{report['changed_tensors']} tensors rewritten" +
+             (f", removed {', '.join(report['removed'])}" if report["removed"] else "")]
+    for name, info in report["lost"].items():
+        since = f"recompute from cell In[{info['cell']}]" if info.get("cell") is not None else "lost"
+        lines.append(f"  not restored: {name}: {since} ({info['why']})")
+    for name, why in report["failed"].items():
+        lines.append(f"  not restored: {name}: {why}")
+    return lines

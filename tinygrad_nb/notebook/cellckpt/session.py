@@ -49,6 +49,7 @@ class Recorder:
         self.head: int | None = None
         self.cells_seen = 0
         self.replaying = False
+        self.last_replay: list[dict[str, Any]] | None = None  # the rows of the last replay
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="tg-cellckpt")
         self._pending: concurrent.futures.Future | None = None
         self._before: dict[str, Any] | None = None
@@ -320,6 +321,7 @@ class Recorder:
         self.head = last.seq
         if verify:
             add_run_bound_detail(results)
+        self.last_replay = results
         return results
 
     def _declared_run_bound(self, commit: Commit | None) -> set[str]:
@@ -369,15 +371,17 @@ class Recorder:
 
 
     def timeline(self) -> list[dict[str, Any]]:
-        """The commits for the history widget, oldest first: seq, cell, ok, bytes (new), lost names, head."""
+        """The commits for the history widget, oldest first: seq, cell, ok, bytes (new), lost names, head, and the
+        verdict of the last ``%tg_replay --verify`` that replayed it (or None)."""
         self.wait()
+        verdicts = {row["seq"]: row["result"] for row in self.last_replay or []}
         out = []
         for seq in sorted(self.store.commits):
             commit = self.store.commits[seq]
             m = commit.manifest
             out.append({"seq": seq, "cell": "" if commit.execution_count is None else f"In[{commit.execution_count}]",
                         "ok": bool(m["cell"]["success"]), "bytes": int(commit.size), "lost": sorted(m["lost"]),
-                        "head": seq == self.head})
+                        "head": seq == self.head, "replay": verdicts.get(seq)})
         return out
 
 
