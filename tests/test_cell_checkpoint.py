@@ -4,6 +4,7 @@ Cells run in an in-process IPython shell (as a notebook runs them); one test exe
 """
 from __future__ import annotations
 
+import gzip
 import json
 from pathlib import Path
 from typing import Any, ClassVar
@@ -12,6 +13,7 @@ import numpy as np
 import pytest
 
 from tinygrad_nb.notebook import cellckpt, extension, ownership
+from tinygrad_nb.checkpoint import _capture_rng
 from tinygrad_nb.notebook.cellckpt.session import compare_arrays
 
 IPython = pytest.importorskip("IPython")
@@ -70,11 +72,17 @@ def test_commit_records_cell_rng_and_namespace(shell: Any, capsys: pytest.Captur
     run_ok(shell, TRAIN_STEP, capsys)
     rec = cellckpt.recorder(shell)
     commit = rec.resolve("HEAD")
-    m = json.loads(commit.path.read_text())
-    assert m["format"] == "tinygrad_nb.cell_checkpoint" and m["format_version"] == 1
+    assert commit.path.name.endswith(".json.gz")
+    m = json.loads(gzip.decompress(commit.path.read_bytes()))
+    assert m["format"] == "tinygrad_nb.cell_checkpoint" and m["format_version"] == 2
     assert m["cell"]["source"] == TRAIN_STEP and m["cell"]["execution_count"] == setup + 1 and m["cell"]["success"]
     assert len(m["cell"]["source_xxh3_128"]) == 32
     assert set(m["rng_before"]) == {"tinygrad_nb", "numpy", "python"}
+    # numpy's and Python's states are blobs: the state after the setup cell is the one before the step, stored once
+    previous = rec.resolve(str(setup)).manifest
+    assert set(m["rng_before"]["numpy"]) == {"$blob"} and m["rng_before"]["numpy"] == previous["rng_after"]["numpy"]
+    assert {m["rng_before"]["numpy"]["$blob"], m["rng_before"]["python"]["$blob"]} <= set(m["blobs"])
+    assert rec.store.rng(m["rng_after"]) == _capture_rng()  # read back: the states now (no cell ran since)
     assert {"model", "opt", "x", "y", "loss", "noise"} <= set(m["variables"])
     assert m["parent"] == rec.resolve(str(setup)).seq
     # the packs are safetensors files holding the blobs named by their xxh3-128 keys
@@ -642,3 +650,24 @@ def test_declared_run_bound_comment() -> None:
     source = ("x = 1\n# tg-replay: run-bound records, trace (they hold times)\n  #tg-replay: run-bound  a b\n"
               "# tg-replay: run-bound\ny = 2  # tg-replay: run-bound z\n")
     assert declared_run_bound(source) == ["records", "trace", "a", "b"]
+
+
+def test_a_format_1_store_is_still_read(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    # format 1: plain .json manifests holding the RNG states inline
+    run_ok(shell, "import numpy as np\nimport tinygrad_nb as tg\nt = tg.ones(3)\nnp.random.seed(7)", capsys)
+    run_ok(shell, "t.mul_(5)\ndraw = np.random.rand()", capsys)
+    rec = cellckpt.recorder(shell)
+    rec.wait()
+    for commit in rec.store.commits.values():
+        m = dict(commit.manifest, format_version=1)
+        for which in ("rng_before", "rng_after"):
+            m[which] = rec.store.rng(m[which])
+        commit.path.with_name(commit.path.name[:-3]).write_text(json.dumps(m))
+        commit.path.unlink()
+    rec.set_root(rec.root)  # forget the open store: read it again from disk
+    assert len(rec.store.commits) == 2 and all(c.path.suffix == ".json" for c in rec.store.commits.values())
+    expected = shell.user_ns["draw"]
+    run_ok(shell, "%tg_replay #2 --verify", capsys)
+    assert rec.last_replay[0]["result"] == "bitwise" and shell.user_ns["draw"] == expected
+    run_ok(shell, "%tg_checkout #1", capsys)
+    assert shell.user_ns["t"].numpy().tolist() == [1.0, 1.0, 1.0]

@@ -20,7 +20,7 @@ import xxhash
 
 from ...checkpoint import _capture_rng, _restore_rng
 from .snapshot import Restorer, Tracker, capture, recordable, restore_values
-from .store import DEFAULT_BUDGET, Commit, Store, notebook_name, raw_bytes
+from .store import DEFAULT_BUDGET, Commit, Store, encode_rng, notebook_name, raw_bytes
 
 OWN_MAGICS = ("tg_ckpt", "tg_log", "tg_checkout", "tg_undo", "tg_diff", "tg_replay")
 
@@ -143,7 +143,7 @@ class Recorder:
         }
         self.head = seq
         # reserve the sequence number now so a commit queued before the write finishes gets the next one
-        store.commits[seq] = Commit(seq, manifest, store.root / "commits" / f"c{seq:06d}.json")
+        store.commits[seq] = Commit(seq, manifest, store.manifest_path(seq))
         self.last_blocking_s = time.perf_counter() - start
         self._pending = self._executor.submit(self._write, seq, snap, manifest)
         return seq
@@ -160,6 +160,10 @@ class Recorder:
                 digest.update(key.encode())
             var["fp"] = digest.hexdigest()
         needed = {r["key"] for r in snap.tensors.values()} | {snap.skeleton_key}
+        for which in ("rng_before", "rng_after"):
+            manifest[which], rng_blobs = encode_rng(manifest[which])
+            blobs.update(rng_blobs)
+            needed |= set(rng_blobs)
         manifest["blobs"] = {key: {} for key in sorted(needed)}
         store = self.store
         for index, data in snap.cached.items():  # unchanged tensors whose blob this store lacks (new dir, gc)
@@ -239,8 +243,9 @@ class Recorder:
         for name in removed:
             del ns[name]
         ns.update(values)
-        if m.get(rng):
-            _restore_rng(m[rng])
+        state = store.rng(m.get(rng))
+        if state:
+            _restore_rng(state)
         self.head = commit.seq
         lost = {n: info for n, info in m["lost"].items()}
         return {"restored": sorted(values), "removed": removed, "lost": lost, "failed": failed,
@@ -307,8 +312,9 @@ class Recorder:
             for commit in chain:
                 m = commit.manifest
                 declared.update(declared_run_bound(m["cell"]["source"]))
-                if m.get("rng_before"):
-                    _restore_rng(m["rng_before"])
+                state = self.store.rng(m.get("rng_before"))
+                if state:
+                    _restore_rng(state)
                 outcome = self._run_as(m["cell"]["source"], commit.execution_count)
                 row: dict[str, Any] = {"seq": commit.seq, "cell": commit.execution_count}
                 if verify:

@@ -4,17 +4,22 @@ Layout under ``.tinygrad_nb/checkpoints/<notebook>/``::
 
     packs/p000012.safetensors   the blobs first written by commit 12, each a 1-D uint8 tensor named by its
                                 xxh3-128 hex digest (dtype and shape live in the manifests that use the blob)
-    commits/c000012.json        one manifest per commit (``format_version``, cell, RNG states, namespace, and
-                                ``blobs``: every blob the commit needs, with the pack that holds it)
+    commits/c000012.json.gz     one gzip-compressed JSON manifest per commit (``format_version``, cell, RNG
+                                states, namespace, and ``blobs``: every blob the commit needs, with its pack)
 
-A blob is written once: a later commit whose tensor hashes to a known key only names it. Garbage collection keeps
+A blob is written once: a later commit whose tensor hashes to a known key only names it. The RNG states of numpy and
+Python (~7 KB of JSON each, before and after every cell, and rarely changed by a cell) are blobs too: a manifest
+names them ``{"$blob": key}``, so an unchanged state costs one key. Format 1 stores (plain ``.json`` manifests with
+the RNG states inline) are still read. Garbage collection keeps
 the newest commits (and the current one) within the byte budget and deletes, or repacks, packs whose blobs no kept
 commit reaches. Every file goes through :func:`tinygrad_nb.io.atomic_open` (not fsynced: this is a cache).
 """
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,14 +30,34 @@ import xxhash
 from ...checkpoint import read_safetensors, write_safetensors
 from ...io import atomic_open, atomic_write
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 FORMAT_NAME = "tinygrad_nb.cell_checkpoint"
 DEFAULT_BUDGET = 2 * 1024**3
+RNG_INLINE_LIMIT = 256  # a generator's state longer than this (as JSON) goes to a blob
 
 
 def blob_key(data: np.ndarray) -> str:
     """The xxh3-128 hex digest of a C-contiguous array's raw bytes."""
     return xxhash.xxh3_128_hexdigest(memoryview(data.reshape(-1).view(np.uint8)))
+
+
+def encode_rng(state: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dict[str, np.ndarray]]:
+    """``(manifest value, {key: blob})`` for RNG states: each generator's state longer than ``RNG_INLINE_LIMIT`` as
+    JSON becomes a zlib-compressed blob named ``{"$blob": key}``; short ones (ours: seed and offset) stay inline."""
+    if state is None:
+        return None, {}
+    out: dict[str, Any] = {}
+    blobs: dict[str, np.ndarray] = {}
+    for name, value in state.items():
+        text = json.dumps(value, separators=(",", ":"))
+        if len(text) <= RNG_INLINE_LIMIT:
+            out[name] = value
+            continue
+        data = np.frombuffer(zlib.compress(text.encode(), 6), dtype=np.uint8)
+        key = blob_key(data)
+        blobs[key] = data
+        out[name] = {"$blob": key}
+    return out, blobs
 
 
 def raw_bytes(array: np.ndarray) -> np.ndarray:
@@ -72,12 +97,14 @@ class Store:
         self.root = Path(self.root)
         (self.root / "commits").mkdir(parents=True, exist_ok=True)
         (self.root / "packs").mkdir(parents=True, exist_ok=True)
-        for path in sorted((self.root / "commits").glob("c*.json")):
+        paths = list((self.root / "commits").glob("c*.json")) + list((self.root / "commits").glob("c*.json.gz"))
+        for path in sorted(paths):
             try:
-                manifest = json.loads(path.read_text())
+                data = path.read_bytes()
+                manifest = json.loads(gzip.decompress(data) if path.suffix == ".gz" else data)
                 if manifest.get("format") != FORMAT_NAME:
                     continue
-            except (OSError, ValueError):
+            except (OSError, ValueError, EOFError):  # gzip raises BadGzipFile (an OSError) or EOFError
                 continue  # a damaged manifest is skipped, not fatal
             seq = int(manifest["seq"])
             self.commits[seq] = Commit(seq, manifest, path, int(manifest.get("pack_bytes", 0)))
@@ -91,6 +118,9 @@ class Store:
     def pack_path(self, seq: int) -> Path:
         return self.root / "packs" / f"p{seq:06d}.safetensors"
 
+    def manifest_path(self, seq: int) -> Path:
+        return self.root / "commits" / f"c{seq:06d}.json.gz"
+
     def write_commit(self, seq: int, manifest: dict[str, Any], new_blobs: dict[str, np.ndarray]) -> Commit:
         """Write ``new_blobs`` (key -> uint8 bytes) as commit ``seq``'s pack, then its manifest."""
         new_blobs = {k: v for k, v in new_blobs.items() if k not in self.where}
@@ -103,8 +133,9 @@ class Store:
         for key, info in manifest["blobs"].items():
             info["pack"] = self.where[key]
         manifest.update(format=FORMAT_NAME, format_version=FORMAT_VERSION, seq=seq, pack_bytes=size)
-        path = self.root / "commits" / f"c{seq:06d}.json"
-        atomic_write(path, json.dumps(manifest, separators=(",", ":")), durable=False)
+        path = self.manifest_path(seq)
+        text = json.dumps(manifest, separators=(",", ":")).encode()
+        atomic_write(path, gzip.compress(text, compresslevel=6, mtime=0), durable=False)
         commit = Commit(seq, manifest, path, size)
         self.commits[seq] = commit
         return commit
@@ -120,6 +151,13 @@ class Store:
             _, pack = read_safetensors(self.pack_path(seq))
             self._packs[seq] = pack
         return pack[key]
+
+    def rng(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        """A manifest's ``rng_before``/``rng_after`` with every ``{"$blob": key}`` read back (see :func:`encode_rng`)."""
+        if value is None:
+            return None
+        return {name: json.loads(zlib.decompress(self.read_blob(state["$blob"]).tobytes()))
+                if isinstance(state, dict) and set(state) == {"$blob"} else state for name, state in value.items()}
 
     def array(self, key: str, dtype: str, shape: list[int]) -> np.ndarray:
         """Blob ``key`` as a fresh (owned, writable) array of ``dtype`` and ``shape``."""
