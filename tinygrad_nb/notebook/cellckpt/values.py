@@ -18,9 +18,9 @@ Some values can never be made again by re-running a cell, because they belong to
 * **variables a cell declares** with a comment line ``# tg-replay: run-bound NAME[, NAME...] (why)``, for plain data
   that carries run-bound values (log records with wall-clock times): those variables are not compared at all.
 
-Everything else inside those values (a run's config and logged metrics, a profile's op names and call counts)
-must still be equal: a cell whose values differ only in run-bound places is ``bitwise``, with the run-bound ones
-named in the report.
+Everything else inside those values (a run's name, config and status, a comparison's metrics, a profile's op names
+and call counts) must still be equal: a cell whose values differ only in run-bound places is ``bitwise``, with the
+run-bound ones named in the report.
 """
 from __future__ import annotations
 
