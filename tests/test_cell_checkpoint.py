@@ -54,6 +54,12 @@ def count(ip: Any) -> int:
     return ip.execution_count - 1  # the In[N] of the cell that just ran
 
 
+def replay_last_cell(ip: Any, capsys: pytest.CaptureFixture[str]) -> dict[str, Any]:
+    """``%tg_replay N --verify`` of the cell that just ran; its report row."""
+    run_ok(ip, f"%tg_replay {count(ip)} --verify", capsys)
+    return cellckpt.recorder(ip).last_replay[0]
+
+
 TRAIN_SETUP = ("import tinygrad_nb as tg, numpy as np\n"
                "tg.manual_seed(0)\n"
                "model = tg.nn.Sequential(tg.nn.Linear(6, 8), tg.nn.ReLU(), tg.nn.Linear(8, 2))\n"
@@ -231,10 +237,8 @@ def test_replay_verifies_bitwise_and_names_the_diverged_variable(shell: Any,
 def test_replay_reports_outputs_differ_for_non_tensor_values(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
     run_ok(shell, "import time\nimport tinygrad_nb as tg\nt = tg.ones(3)\n"
            "stamp = {'config': {'lr': 0.1}, 'meta': [1, {'ns': time.time_ns()}]}", capsys)
-    n = count(shell)
     recorded = shell.user_ns["stamp"]["meta"][1]["ns"]
-    run_ok(shell, f"%tg_replay {n} --verify", capsys)
-    row = cellckpt.recorder(shell).last_replay[0]
+    row = replay_last_cell(shell, capsys)
     now = shell.user_ns["stamp"]["meta"][1]["ns"]
     assert row["result"] == "outputs differ"
     assert row["detail"] == f"stamp['meta'][1]['ns']: {recorded} -> {now}"  # the first differing place, both values
@@ -245,10 +249,8 @@ def test_replay_re_makes_temporary_directories(shell: Any, capsys: pytest.Captur
     run_ok(shell, "import tempfile, time\nfrom pathlib import Path\nimport tinygrad_nb as tg\n"
            "tmp = Path(tempfile.mkdtemp())\ncsv = tmp / 'data.csv'\nmessage = f'{csv}:3: column x is not a number'\n"
            "w = tg.ones(2)", capsys)
-    n = count(shell)
     recorded = shell.user_ns["tmp"]
-    run_ok(shell, f"%tg_replay {n} --verify", capsys)
-    row = cellckpt.recorder(shell).last_replay[0]
+    row = replay_last_cell(shell, capsys)
     assert shell.user_ns["tmp"] != recorded
     assert row["result"] == "bitwise", row
     # csv's pickle refers to the parts of tmp's path it shares, so only tmp and the message are compared anew
@@ -257,25 +259,22 @@ def test_replay_re_makes_temporary_directories(shell: Any, capsys: pytest.Captur
     assert "run-bound, re-made: tmp (a new temporary directory), message" in row["detail"]
     # anything else that differs inside such a path is still a difference
     run_ok(shell, "stamped = tmp / str(time.time_ns())", capsys)
-    n = count(shell)
-    run_ok(shell, f"%tg_replay {n} --verify", capsys)
-    row = cellckpt.recorder(shell).last_replay[0]
+    row = replay_last_cell(shell, capsys)
     assert row["result"] == "outputs differ" and row["detail"].startswith("stamped: '/"), row
+    for folder in {recorded, shell.user_ns["tmp"]}:
+        folder.rmdir()
 
 
 def test_replay_compares_a_run_except_its_run_bound_fields(shell: Any, capsys: pytest.CaptureFixture[str]) -> None:
     run_ok(shell, "import tinygrad_nb as tg\nfrom tinygrad_nb import track\nimport os\n"
            "with track.Run(name='a', config={'lr': 0.1}, store=False) as run:\n    run.log({'loss': 1.0})", capsys)
-    n = count(shell)
-    run_ok(shell, f"%tg_replay {n} --verify", capsys)
-    row = cellckpt.recorder(shell).last_replay[0]
+    row = replay_last_cell(shell, capsys)
     assert row["result"] == "bitwise", row
     assert row["run_bound"][0].startswith("run (") and "id" in row["run_bound"][0], row  # named, not hidden
-    # a config that is not reproducible (not from the recorded RNG states): the run's random id and times must not hide that
+    # a config that is not reproducible (not drawn from the recorded RNG states): the run's random id and times
+    # must not hide that
     run_ok(shell, "with track.Run(name='b', config={'seed': os.urandom(4).hex()}, store=False) as run2:\n    pass", capsys)
-    n = count(shell)
-    run_ok(shell, f"%tg_replay {n} --verify", capsys)
-    row = cellckpt.recorder(shell).last_replay[0]
+    row = replay_last_cell(shell, capsys)
     assert row["result"] == "outputs differ" and row["detail"].startswith("run2.config['seed']: "), row
 
 
@@ -283,9 +282,7 @@ def test_a_cell_can_declare_run_bound_variables(shell: Any, capsys: pytest.Captu
     run_ok(shell, "import os, time\nimport numpy as np\nimport tinygrad_nb as tg\n"
            "# tg-replay: run-bound log_lines, started (they hold wall-clock times)\n"
            "started = time.time()\nlog_lines = [{'time': time.time(), 'loss': 0.5}]\nkept = time.time_ns()", capsys)
-    n = count(shell)
-    run_ok(shell, f"%tg_replay {n} --verify", capsys)
-    row = cellckpt.recorder(shell).last_replay[0]
+    row = replay_last_cell(shell, capsys)
     # declared ones are named, not compared; an undeclared one still differs
     assert row["result"] == "outputs differ" and row["detail"].startswith("kept: "), row
     run_ok(shell, "del kept", capsys)
@@ -300,9 +297,7 @@ def test_a_cell_can_declare_run_bound_variables(shell: Any, capsys: pytest.Captu
     # a declaration never hides tensors: their bytes are always compared
     run_ok(shell, "# tg-replay: run-bound noise\nnoise = tg.tensor(np.frombuffer(os.urandom(16), dtype=np.float32).copy())",
            capsys)
-    n = count(shell)
-    run_ok(shell, f"%tg_replay {n} --verify", capsys)
-    row = cellckpt.recorder(shell).last_replay[0]
+    row = replay_last_cell(shell, capsys)
     assert row["result"] == "diverged" and row["variable"] == "noise", row
 
 
