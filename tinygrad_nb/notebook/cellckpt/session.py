@@ -170,7 +170,8 @@ class Recorder:
             key = snap.tensors[index]["key"]
             if key not in store.where and key not in blobs:
                 blobs[key] = raw_bytes(data if isinstance(data, np.ndarray) else np.asarray(data))
-        store.write_commit(seq, manifest, {k: v for k, v in blobs.items() if k in needed})
+        itemsizes = {r["key"]: np.dtype(r["dtype"]).itemsize for r in snap.tensors.values()}
+        store.write_commit(seq, manifest, {k: v for k, v in blobs.items() if k in needed}, itemsizes)
         if store.total_bytes() > store.budget:
             store.gc(keep={seq, self.head} - {None})
 

@@ -2,20 +2,27 @@
 
 Layout under ``.tinygrad_nb/checkpoints/<notebook>/``::
 
-    packs/p000012.safetensors   the blobs first written by commit 12, each a 1-D uint8 tensor named by its
-                                xxh3-128 hex digest (dtype and shape live in the manifests that use the blob)
+    packs/p000012.safetensors   the blobs first written by commit 12, each a 1-D uint8 tensor named by the
+                                xxh3-128 hex digest of its raw bytes (dtype and shape live in the manifests that
+                                use the blob); ``__metadata__["codecs"]`` names the ones stored compressed
     commits/c000012.json.gz     one gzip-compressed JSON manifest per commit (``format_version``, cell, RNG
                                 states, namespace, and ``blobs``: every blob the commit needs, with its pack)
 
 A blob is written once: a later commit whose tensor hashes to a known key only names it. The RNG states of numpy and
 Python (~7 KB of JSON each, before and after every cell, and rarely changed by a cell) are blobs too: a manifest
 names them ``{"$blob": key}``, so an unchanged state costs one key. Format 1 stores (plain ``.json`` manifests with
-the RNG states inline) are still read. Garbage collection keeps
+the RNG states inline) are still read.
+
+A blob is stored compressed when that pays: its bytes are byte-shuffled by item size (the first bytes of every
+element together, then the second bytes, ...: floats with few distinct values, zeros after a ReLU, small integers,
+make long runs) and zlib-compressed at level 1, if compressing the first 64 KB saves at least a fifth and the whole
+at least a tenth. Fresh random weights are not compressible, so they are stored raw and cost only the sample. Garbage collection keeps
 the newest commits (and the current one) within the byte budget and deletes, or repacks, packs whose blobs no kept
 commit reaches. Every file goes through :func:`tinygrad_nb.io.atomic_open` (not fsynced: this is a cache).
 """
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import os
@@ -34,6 +41,7 @@ FORMAT_VERSION = 2
 FORMAT_NAME = "tinygrad_nb.cell_checkpoint"
 DEFAULT_BUDGET = 2 * 1024**3
 RNG_INLINE_LIMIT = 256  # a generator's state longer than this (as JSON) goes to a blob
+COMPRESS_SAMPLE = 1 << 16  # bytes compressed first, to see whether compressing the rest pays
 
 
 def blob_key(data: np.ndarray) -> str:
@@ -53,11 +61,49 @@ def encode_rng(state: dict[str, Any] | None) -> tuple[dict[str, Any] | None, dic
         if len(text) <= RNG_INLINE_LIMIT:
             out[name] = value
             continue
-        data = np.frombuffer(zlib.compress(text.encode(), 6), dtype=np.uint8)
-        key = blob_key(data)
+        key, data = _state_blob(text)
         blobs[key] = data
         out[name] = {"$blob": key}
     return out, blobs
+
+
+@functools.lru_cache(maxsize=16)
+def _state_blob(text: str) -> tuple[str, np.ndarray]:
+    """A state's blob, remembered: most cells leave numpy's and Python's RNG alone, so the same text comes back."""
+    data = np.frombuffer(zlib.compress(text.encode(), 6), dtype=np.uint8)
+    return blob_key(data), data
+
+
+def encode_blob(data: np.ndarray, itemsize: int = 1) -> tuple[np.ndarray, str | None]:
+    """``(bytes to store, codec)``: zlib over the bytes shuffled by ``itemsize`` when that saves enough, with codec
+    ``"zlib:<itemsize>"``; else ``(data, None)``."""
+    if itemsize < 1 or data.size % itemsize:
+        itemsize = 1
+    if data.size < 512:
+        return data, None
+    head = data[:COMPRESS_SAMPLE - COMPRESS_SAMPLE % itemsize]
+    if len(zlib.compress(_shuffle(head, itemsize), 1)) > 0.8 * head.size:
+        return data, None
+    packed = zlib.compress(_shuffle(data, itemsize), 1)
+    if len(packed) > 0.9 * data.size:
+        return data, None
+    return np.frombuffer(packed, dtype=np.uint8), f"zlib:{itemsize}"
+
+
+def decode_blob(stored: np.ndarray, codec: str | None) -> np.ndarray:
+    """The raw bytes of a blob stored by :func:`encode_blob`."""
+    if codec is None:
+        return stored
+    name, _, size = codec.partition(":")
+    if name != "zlib" or not size.isdigit():
+        raise ValueError(f"unknown blob codec {codec!r} (written by a newer tinygrad_nb?)")
+    data = np.frombuffer(zlib.decompress(memoryview(stored)), dtype=np.uint8)
+    itemsize = int(size)
+    return data if itemsize == 1 else np.ascontiguousarray(data.reshape(itemsize, -1).T).reshape(-1)
+
+
+def _shuffle(data: np.ndarray, itemsize: int) -> np.ndarray:
+    return data if itemsize == 1 else np.ascontiguousarray(data.reshape(-1, itemsize).T).reshape(-1)
 
 
 def raw_bytes(array: np.ndarray) -> np.ndarray:
@@ -92,6 +138,7 @@ class Store:
     commits: dict[int, Commit] = field(default_factory=dict)
     where: dict[str, int] = field(default_factory=dict)  # blob key -> seq of the pack holding it
     _packs: dict[int, dict[str, np.ndarray]] = field(default_factory=dict)  # open (mmapped) packs
+    _codecs: dict[int, dict[str, str]] = field(default_factory=dict)  # pack -> {key: codec} of its compressed blobs
 
     def __post_init__(self) -> None:
         self.root = Path(self.root)
@@ -121,14 +168,22 @@ class Store:
     def manifest_path(self, seq: int) -> Path:
         return self.root / "commits" / f"c{seq:06d}.json.gz"
 
-    def write_commit(self, seq: int, manifest: dict[str, Any], new_blobs: dict[str, np.ndarray]) -> Commit:
-        """Write ``new_blobs`` (key -> uint8 bytes) as commit ``seq``'s pack, then its manifest."""
-        new_blobs = {k: v for k, v in new_blobs.items() if k not in self.where}
-        size = sum(int(v.nbytes) for v in new_blobs.values())
-        if new_blobs:
-            with atomic_open(self.pack_path(seq), durable=False) as f:
-                write_safetensors(f, new_blobs, {"format": FORMAT_NAME, "commit": str(seq)})
-            for key in new_blobs:
+    def write_commit(self, seq: int, manifest: dict[str, Any], new_blobs: dict[str, np.ndarray],
+                     itemsizes: dict[str, int] | None = None) -> Commit:
+        """Write ``new_blobs`` (key -> uint8 bytes; ``itemsizes``: the element size of the arrays they hold, for
+        :func:`encode_blob`) as commit ``seq``'s pack, then its manifest."""
+        stored: dict[str, np.ndarray] = {}
+        codecs: dict[str, str] = {}
+        for key, data in new_blobs.items():
+            if key in self.where:
+                continue
+            stored[key], codec = encode_blob(data, (itemsizes or {}).get(key, 1))
+            if codec is not None:
+                codecs[key] = codec
+        size = sum(int(v.nbytes) for v in stored.values())
+        if stored:
+            self._write_pack(seq, stored, codecs)
+            for key in stored:
                 self.where[key] = seq
         for key, info in manifest["blobs"].items():
             info["pack"] = self.where[key]
@@ -140,17 +195,31 @@ class Store:
         self.commits[seq] = commit
         return commit
 
+    def _write_pack(self, seq: int, stored: dict[str, np.ndarray], codecs: dict[str, str]) -> None:
+        metadata = {"format": FORMAT_NAME, "commit": str(seq)}
+        if codecs:
+            metadata["codecs"] = json.dumps(codecs, sort_keys=True)
+        with atomic_open(self.pack_path(seq), durable=False) as f:
+            write_safetensors(f, stored, metadata)
+        self._packs.pop(seq, None)
+        self._codecs.pop(seq, None)
+
+    def _open_pack(self, seq: int, use_mmap: bool = True) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+        metadata, pack = read_safetensors(self.pack_path(seq), use_mmap=use_mmap)
+        return pack, json.loads(metadata.get("codecs", "{}"))
+
     # -- reading -------------------------------------------------------------------------------------------------
     def read_blob(self, key: str) -> np.ndarray:
-        """The bytes of blob ``key`` (a read-only-in-spirit view into a copy-on-write map of its pack)."""
+        """The raw bytes of blob ``key`` (for a blob stored raw, a read-only-in-spirit view into a copy-on-write map
+        of its pack; for a compressed one, a new array)."""
         seq = self.where.get(key)
         if seq is None:
             raise KeyError(f"cell checkpoint store {self.root}: blob {key} is not stored (garbage collected?)")
         pack = self._packs.get(seq)
         if pack is None:
-            _, pack = read_safetensors(self.pack_path(seq))
+            pack, self._codecs[seq] = self._open_pack(seq)
             self._packs[seq] = pack
-        return pack[key]
+        return decode_blob(pack[key], self._codecs[seq].get(key))
 
     def rng(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
         """A manifest's ``rng_before``/``rng_after`` with every ``{"$blob": key}`` read back (see :func:`encode_rng`)."""
@@ -197,21 +266,22 @@ class Store:
             seq = int(path.stem[1:])
             keys = live.get(seq, set())
             self._packs.pop(seq, None)
+            self._codecs.pop(seq, None)
             if not keys:
                 path.unlink(missing_ok=True)
                 for key in [k for k, s in self.where.items() if s == seq]:
                     del self.where[key]
                 continue
-            _, arrays = read_safetensors(path, use_mmap=False)
-            if set(arrays) != keys:  # repack with the live blobs only
-                with atomic_open(path, durable=False) as f:
-                    write_safetensors(f, {k: arrays[k] for k in keys}, {"format": FORMAT_NAME, "commit": str(seq)})
+            arrays, codecs = self._open_pack(seq, use_mmap=False)
+            if set(arrays) != keys:  # repack with the live blobs only, as they are stored
+                self._write_pack(seq, {k: arrays[k] for k in keys}, {k: c for k, c in codecs.items() if k in keys})
                 for key in set(arrays) - keys:
                     self.where.pop(key, None)
         return self.total_bytes()
 
     def close(self) -> None:
         self._packs.clear()
+        self._codecs.clear()
 
 
 def notebook_name(user_ns: dict[str, Any]) -> str:
