@@ -711,3 +711,22 @@ def test_a_format_1_store_is_still_read(shell: Any, capsys: pytest.CaptureFixtur
     assert rec.last_replay[0]["result"] == "bitwise" and shell.user_ns["draw"] == expected
     run_ok(shell, "%tg_checkout #1", capsys)
     assert shell.user_ns["t"].numpy().tolist() == [1.0, 1.0, 1.0]
+
+
+def test_gc_repacks_compressed_blobs_keeping_their_codec(tmp_path: Path) -> None:
+    from tinygrad_nb.notebook.cellckpt.store import Store, blob_key
+
+    store = Store(tmp_path / "store", budget=1)  # any budget is exceeded: gc drops every commit it may
+    kept = (np.arange(200_000) % 5).astype(np.float32).view(np.uint8)  # compressible
+    dropped = np.random.default_rng(0).integers(0, 256, 50_000, dtype=np.uint8)  # not
+    keys = {name: blob_key(data) for name, data in (("kept", kept), ("dropped", dropped))}
+    store.write_commit(1, {"blobs": {k: {} for k in keys.values()}},
+                       {keys["kept"]: kept, keys["dropped"]: dropped}, {keys["kept"]: 4})
+    store.write_commit(2, {"blobs": {keys["kept"]: {}}}, {})
+    assert store.where[keys["kept"]] == 1 and store.total_bytes() < dropped.nbytes + kept.nbytes / 4
+    report = store.gc(keep={2})
+    assert report["commits_dropped"] == 1 and report["packs_removed"] == 0  # pack 1 rewritten, not removed
+    assert keys["dropped"] not in store.where and keys["kept"] in store.where
+    again = Store(tmp_path / "store")  # from disk: the repacked blob is still compressed and reads back exactly
+    assert again.total_bytes() < kept.nbytes / 4
+    assert again.read_blob(keys["kept"]).tobytes() == kept.tobytes()
