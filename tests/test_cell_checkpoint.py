@@ -548,6 +548,10 @@ def test_replaying_a_middle_cell_after_checkout_is_bitwise(shell: Any, capsys: p
     run_ok(shell, "cfg = {'name': 'other'}", capsys)
     out = run_ok(shell, f"%tg_diff {last} HEAD", capsys)
     assert "cfg" in out and "model_b" not in out, out
+    row = next(r for r in cellckpt.recorder(shell).diff(cellckpt.recorder(shell).resolve(str(last)),
+                                                        cellckpt.recorder(shell).resolve("HEAD"))
+               if r["variable"] == "cfg")
+    assert row["change"] == "changed" and row["where"].startswith("cfg['name']: ") and "-> 'other'" in row["where"]
 
 
 def test_canonical_form_keeps_aliasing_and_ignores_string_identity() -> None:

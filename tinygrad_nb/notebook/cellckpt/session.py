@@ -272,13 +272,28 @@ class Recorder:
             return canonical[0] is not None and canonical[1] is not None and \
                 canonical[0].get(name) == canonical[1].get(name)
 
+        values: list[dict[str, Any]] = []
+
+        def first_difference(name: str) -> str:
+            """Where a non-tensor variable differs: ``cfg['name']: 'a' -> 'other'`` (see .values)."""
+            from .values import ValueComparer, load_values
+
+            if not values:
+                values.extend(load_values(self.store.read_blob(c.manifest["skeleton"]).tobytes(),
+                                          c.manifest["variables"], self.shell.user_ns)[0] for c in (a, b))
+            if name not in values[0] or name not in values[1]:
+                return ""
+            real, run_bound = ValueComparer().compare([(name, values[0][name], values[1][name])])[name]
+            found = real or (run_bound[0] if run_bound else None)
+            return str(found) if found else "shares objects with other variables differently"
+
         for name in list(va) + [n for n in vb if n not in va]:
             if name not in vb:
-                rows.append({"variable": name, "change": "removed", "max_abs": "", "max_ulp": ""})
+                rows.append({"variable": name, "change": "removed", "max_abs": "", "max_ulp": "", "where": ""})
             elif name not in va:
-                rows.append({"variable": name, "change": "added", "max_abs": "", "max_ulp": ""})
+                rows.append({"variable": name, "change": "added", "max_abs": "", "max_ulp": "", "where": ""})
             elif va[name].get("fp") != vb[name].get("fp"):
-                row = {"variable": name, "change": "changed", "max_abs": "", "max_ulp": ""}
+                row = {"variable": name, "change": "changed", "max_abs": "", "max_ulp": "", "where": ""}
                 ka = [a.manifest["tensors"][i] for i in va[name]["tensors"]]
                 kb = [b.manifest["tensors"][i] for i in vb[name]["tensors"]]
                 if [r["key"] for r in ka] == [r["key"] for r in kb] and same_canonical(name):
@@ -294,6 +309,8 @@ class Recorder:
                         worst_abs, worst_ulp = max(worst_abs, d["max_abs"]), max(worst_ulp, d["max_ulp"])
                 if any(ra["key"] != rb["key"] for ra, rb in zip(ka, kb)) or len(ka) != len(kb):
                     row.update(max_abs=f"{worst_abs:.6g}", max_ulp=str(worst_ulp))
+                else:  # the same tensors: something else in it changed
+                    row["where"] = first_difference(name)
                 rows.append(row)
         return rows
 

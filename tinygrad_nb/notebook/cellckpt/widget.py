@@ -122,7 +122,7 @@ class HistoryBrowser:
             rows = self.rec.diff(parent, commit)
             changed = ", ".join(f"{r['variable']} {r['change']}" + (f" (max abs {r['max_abs']}, max ULP "
                                                                      f"{r['max_ulp']})" if r["max_abs"] else "")
-                                for r in rows) or "nothing"
+                                + (f" ({r['where']})" if r["where"] else "") for r in rows) or "nothing"
             parts.append(f"<b>changed since #{parent.seq}:</b> {html.escape(changed)}")
         if m["lost"]:
             parts.append("<b>lost:</b> " + html.escape(", ".join(sorted(m["lost"]))))
