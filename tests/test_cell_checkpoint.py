@@ -734,3 +734,11 @@ def test_gc_repacks_compressed_blobs_keeping_their_codec(tmp_path: Path) -> None
     again = Store(tmp_path / "store")  # from disk: the repacked blob is still compressed and reads back exactly
     assert again.total_bytes() < kept.nbytes / 4
     assert again.read_blob(keys["kept"]).tobytes() == kept.tobytes()
+
+    # a damaged compressed blob is named, not a bare zlib error
+    pack = again.pack_path(again.where[keys["kept"]])
+    data = bytearray(pack.read_bytes())
+    data[-40:] = b"\0" * 40
+    pack.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match=f"blob {keys['kept']} in {pack.name} is damaged"):
+        Store(tmp_path / "store").read_blob(keys["kept"])

@@ -16,9 +16,10 @@ the RNG states inline) are still read.
 A blob is stored compressed when that pays: its bytes are byte-shuffled by item size (the first bytes of every
 element together, then the second bytes, ...: floats with few distinct values, zeros after a ReLU, small integers,
 make long runs) and zlib-compressed at level 1, if compressing the first 64 KB saves at least a fifth and the whole
-at least a tenth. Fresh random weights are not compressible, so they are stored raw and cost only the sample. Garbage collection keeps
-the newest commits (and the current one) within the byte budget and deletes, or repacks, packs whose blobs no kept
-commit reaches. Every file goes through :func:`tinygrad_nb.io.atomic_open` (not fsynced: this is a cache).
+at least a tenth. Fresh random weights are not compressible, so they are stored raw and cost only the sample.
+
+Garbage collection keeps the newest commits (and the current one) within the byte budget and deletes, or repacks,
+packs whose blobs no kept commit reaches. Every file goes through :func:`tinygrad_nb.io.atomic_open` (not fsynced: this is a cache).
 """
 from __future__ import annotations
 
@@ -219,7 +220,11 @@ class Store:
         if pack is None:
             pack, self._codecs[seq] = self._open_pack(seq)
             self._packs[seq] = pack
-        return decode_blob(pack[key], self._codecs[seq].get(key))
+        try:
+            return decode_blob(pack[key], self._codecs[seq].get(key))
+        except zlib.error as e:
+            raise ValueError(f"cell checkpoint store {self.root}: blob {key} in {self.pack_path(seq).name} is "
+                             f"damaged ({e})") from None
 
     def rng(self, value: dict[str, Any] | None) -> dict[str, Any] | None:
         """A manifest's ``rng_before``/``rng_after`` with every ``{"$blob": key}`` read back (see :func:`encode_rng`)."""
