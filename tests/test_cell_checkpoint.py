@@ -742,3 +742,23 @@ def test_gc_repacks_compressed_blobs_keeping_their_codec(tmp_path: Path) -> None
     pack.write_bytes(bytes(data))
     with pytest.raises(ValueError, match=f"blob {keys['kept']} in {pack.name} is damaged"):
         Store(tmp_path / "store").read_blob(keys["kept"])
+
+
+def test_replay_of_a_deeply_nested_value_says_it_differs(shell: Any, capsys: pytest.CaptureFixture[str],
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    run_ok(shell, "import os\nchain = [os.urandom(2).hex()]\nfor _ in range(200):\n    chain = [chain]", capsys)
+    n = count(shell)
+    row = replay_last_cell(shell, capsys)
+    assert row["result"] == "outputs differ" and row["detail"].startswith("chain[0][0]"), row
+    assert "..." in row["detail"] and len(row["detail"]) < 200, row  # a long path is shortened
+    # past the recursion limit the walk gives up: the variable differs, and the report says it cannot say where
+    from tinygrad_nb.notebook.cellckpt import values
+
+    def too_deep(self: Any, pairs: Any) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(values.ValueComparer, "compare", too_deep)
+    run_ok(shell, f"%tg_replay {n} --verify", capsys)
+    row = cellckpt.recorder(shell).last_replay[0]
+    assert row["result"] == "outputs differ"
+    assert row["detail"] == "chain differs (not a tensor; nested too deeply to say where)", row

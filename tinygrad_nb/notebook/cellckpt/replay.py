@@ -108,7 +108,12 @@ def compare_commit(recorder: Any, commit: Any, success: bool, declared: set[str]
             else:
                 why = old_failures.get(name) or new_failures.get(name)
                 notes.append(f"{name} differs (not a tensor; reading it back to say where failed: {why})")
-        for name, (real, bound) in ValueComparer().compare(pairs).items():
+        try:
+            compared = ValueComparer().compare(pairs)
+        except RecursionError:  # nested too deeply to walk: say that it differs, not where
+            compared = {}
+            notes += [f"{name} differs (not a tensor; nested too deeply to say where)" for name, _, _ in pairs]
+        for name, (real, bound) in compared.items():
             if real is not None:
                 notes.append(str(real))
             elif bound:

@@ -100,11 +100,12 @@ class Difference:
     declared: bool = False  # a field its type declares run-bound (else a string with run-bound names in it)
 
     def __str__(self) -> str:
+        path = self.path if len(self.path) <= 100 else f"{self.path[:60]}...{self.path[-35:]}"
         if self.old is _MISSING:
-            return f"{self.path} is new"
+            return f"{path} is new"
         if self.new is _MISSING:
-            return f"{self.path} is missing"
-        return f"{self.path}: {_short(self.old)} -> {_short(self.new)}"
+            return f"{path} is missing"
+        return f"{path}: {_short(self.old)} -> {_short(self.new)}"
 
 
 def _short(value: Any, limit: int = 60) -> str:
