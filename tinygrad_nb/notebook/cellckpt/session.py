@@ -283,7 +283,10 @@ class Recorder:
                                           c.manifest["variables"], self.shell.user_ns)[0] for c in (a, b))
             if name not in values[0] or name not in values[1]:
                 return ""
-            real, run_bound = ValueComparer().compare([(name, values[0][name], values[1][name])])[name]
+            try:
+                real, run_bound = ValueComparer().compare([(name, values[0][name], values[1][name])])[name]
+            except RecursionError:
+                return "nested too deeply to say where"
             found = real or (run_bound[0] if run_bound else None)
             return str(found) if found else "shares objects with other variables differently"
 
