@@ -12,8 +12,8 @@ from typing import Any, ClassVar
 import numpy as np
 import pytest
 
-from tinygrad_nb.notebook import cellckpt, extension, ownership
 from tinygrad_nb.checkpoint import _capture_rng
+from tinygrad_nb.notebook import cellckpt, extension, ownership
 from tinygrad_nb.notebook.cellckpt.session import compare_arrays
 
 IPython = pytest.importorskip("IPython")
