@@ -24,6 +24,7 @@ import re
 import secrets
 import types
 import weakref
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -485,32 +486,43 @@ class Restorer:
 
 
 class _Unpickler(pickle.Unpickler):
-    def __init__(self, f: Any, restorer: Restorer):
+    """Resolves a skeleton's persistent ids: tensors and arrays through ``tensor(kind, ident)``, classes and
+    functions defined in the notebook from the live namespace."""
+
+    def __init__(self, f: Any, tensor: Callable[[str, Any], Any], user_ns: dict[str, Any]):
         super().__init__(f)
-        self.restorer = restorer
+        self.tensor = tensor
+        self.user_ns = user_ns
 
     def persistent_load(self, pid: Any) -> Any:
         kind, ident = pid
         if kind in ("T", "A"):
-            return self.restorer.get(ident)
+            return self.tensor(kind, ident)
         if kind == "G":
-            if ident not in self.restorer.user_ns:
+            if ident not in self.user_ns:
                 raise pickle.UnpicklingError(f"{ident} (defined in the notebook) is not in the namespace any more")
-            return self.restorer.user_ns[ident]
+            return self.user_ns[ident]
         raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
 
 
-def restore_values(skeleton: bytes, variables: dict[str, dict[str, Any]], restorer: Restorer,
-                   ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Unpickle every variable (in order, one memo); return ``(values, failures)``."""
+def unpickle_variables(skeleton: bytes, variables: dict[str, dict[str, Any]], tensor: Callable[[str, Any], Any],
+                       user_ns: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
+    """Unpickle every variable (in order, one memo), each tensor/array as ``tensor(kind, ident)`` gives it; return
+    ``(values, {name: why it could not be unpickled})``."""
     values: dict[str, Any] = {}
     failures: dict[str, str] = {}
     stream = io.BytesIO(skeleton)
-    unpickler = _Unpickler(stream, restorer)
+    unpickler = _Unpickler(stream, tensor, user_ns)
     for name, var in sorted(variables.items(), key=lambda kv: kv[1]["start"]):
         stream.seek(var["start"])
         try:
             values[name] = unpickler.load()
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - anything a class's __setstate__ may raise
             failures[name] = f"{type(e).__name__}: {e}"[:200]
     return values, failures
+
+
+def restore_values(skeleton: bytes, variables: dict[str, dict[str, Any]], restorer: Restorer,
+                   ) -> tuple[dict[str, Any], dict[str, str]]:
+    """Unpickle every variable with its tensors and arrays rebuilt by ``restorer``; ``(values, failures)``."""
+    return unpickle_variables(skeleton, variables, lambda kind, ident: restorer.get(ident), restorer.user_ns)

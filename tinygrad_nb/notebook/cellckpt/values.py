@@ -24,15 +24,15 @@ run-bound ones named in the report.
 """
 from __future__ import annotations
 
-import io
 import os
-import pickle
 import re
 import struct
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import PurePath
 from typing import Any
+
+from .snapshot import unpickle_variables
 
 # tempfile names its files and folders "tmp" + 8 characters of this alphabet (``tempfile._RandomNameSequence``)
 _TEMP_NAME = re.compile(re.escape(os.path.join(tempfile.gettempdir(), "tmp")) + r"[a-z0-9_]{8}")
@@ -58,35 +58,11 @@ class Payload:
         self.kind = kind
 
 
-class _PlaceholderUnpickler(pickle.Unpickler):
-    def __init__(self, f: Any, user_ns: dict[str, Any]):
-        super().__init__(f)
-        self.user_ns = user_ns
-
-    def persistent_load(self, pid: Any) -> Any:
-        kind, ident = pid
-        if kind in ("T", "A"):
-            return Payload(kind)
-        if kind == "G" and ident in self.user_ns:  # a class or function defined in the notebook: the live one
-            return self.user_ns[ident]
-        raise pickle.UnpicklingError(f"unknown persistent id {pid!r}")
-
-
 def load_values(skeleton: bytes, variables: dict[str, dict[str, Any]], user_ns: dict[str, Any],
                 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """Unpickle every variable of a skeleton (one memo, in order) with tensors as :class:`Payload`:
+    """Unpickle every variable of a skeleton with tensors as :class:`Payload`:
     ``(values, {name: why it could not be read back})``."""
-    values: dict[str, Any] = {}
-    failures: dict[str, str] = {}
-    stream = io.BytesIO(skeleton)
-    unpickler = _PlaceholderUnpickler(stream, user_ns)
-    for name, var in sorted(variables.items(), key=lambda kv: kv[1]["start"]):
-        stream.seek(var["start"])
-        try:
-            values[name] = unpickler.load()
-        except Exception as e:  # noqa: BLE001 - anything a class's __setstate__ may raise on placeholders
-            failures[name] = f"{type(e).__name__}: {e}"[:120]
-    return values, failures
+    return unpickle_variables(skeleton, variables, lambda kind, ident: Payload(kind), user_ns)
 
 
 @dataclass
