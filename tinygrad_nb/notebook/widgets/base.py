@@ -74,7 +74,83 @@ class LiveView(anywidget.AnyWidget):
         return self.text
 
 
-class LiveWidget:
+class StaticSwap:
+    """What a live widget and a dashboard of them share from display to the end of a run: ``show()`` displays the
+    live view (or, once finished, the static image), ``finish()`` sends what is pending and swaps every display for
+    one static PNG with the constant ``summary()`` text, ``close()`` stops without one; ``with`` finishes.
+
+    A subclass sets ``finished``, ``closed`` and ``_handles`` (the display handles) and provides ``_live_view()``,
+    ``flush()``, ``summary()``, ``to_png()`` and ``_release()`` (close views, remove hooks, set ``closed``).
+    """
+
+    finished: bool
+    closed: bool
+    _handles: list[Any]
+
+    def _live_view(self) -> Any:
+        raise NotImplementedError
+
+    def flush(self) -> None:
+        raise NotImplementedError
+
+    def summary(self) -> str:
+        raise NotImplementedError
+
+    def to_png(self) -> bytes:
+        raise NotImplementedError
+
+    def _release(self) -> None:
+        raise NotImplementedError
+
+    def show(self) -> None:
+        """Display the live view (or, once finished, the static image) in the notebook."""
+        from IPython.display import display  # noqa: PLC0415 - only ever called inside IPython
+
+        if self.finished or self.closed:
+            display(self.static_bundle(), raw=True)
+            return
+        self._handles.append(display(self._live_view(), display_id=True))
+
+    def _ipython_display_(self) -> None:
+        self.show()
+
+    def __repr__(self) -> str:
+        return self.summary()
+
+    def static_bundle(self) -> dict[str, str]:
+        """The MIME bundle that replaces the live view: image/png plus the constant text/plain."""
+        return png_bundle(self.to_png(), self.summary())
+
+    def finish(self) -> None:
+        """End of the run: send what is pending, swap every display for the static image, then close."""
+        if self.finished or self.closed:
+            return
+        self.flush()
+        self.finished = True
+        if self._handles:
+            bundle = self.static_bundle()
+            for handle in self._handles:
+                handle.update(bundle, raw=True)
+        self._release()
+
+    def close(self) -> None:
+        """Stop: remove hooks, close the view. No static image (use ``finish()`` for that); safe to call twice."""
+        if not self.closed:
+            self._release()
+
+    @property
+    def active(self) -> bool:
+        """False once finished or closed (the cell-ownership registry then forgets it)."""
+        return not self.closed
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+
+
+class LiveWidget(StaticSwap):
     """Base class: series of float32 rows, latest arrays and records, throttled into messages to ``view``."""
 
     kind = ""
@@ -173,24 +249,12 @@ class LiveWidget:
         self.view.send(content_out, buffers)
 
     # -- display, the static swap, closing ------------------------------------------------------------------------
-    def show(self) -> None:
-        """Display the live view (or, once finished, the static image) in the notebook."""
-        from IPython.display import display  # noqa: PLC0415 - only ever called inside IPython
-
-        if self.finished or self.closed:
-            display(self.static_bundle(), raw=True)
-            return
-        self._handles.append(display(self.view, display_id=True))
-
-    def _ipython_display_(self) -> None:
-        self.show()
+    def _live_view(self) -> Any:
+        return self.view
 
     def summary(self) -> str:
         """The constant text/plain: made from constructor arguments only (no values, steps, times or ids)."""
         return self.title
-
-    def __repr__(self) -> str:
-        return self.summary()
 
     def panel_count(self) -> int:
         """How many side-by-side matplotlib axes the static figure uses."""
@@ -205,28 +269,6 @@ class LiveWidget:
         from .figures import render_png  # noqa: PLC0415
 
         return render_png(self.draw, panels=self.panel_count())
-
-    def static_bundle(self) -> dict[str, str]:
-        """The MIME bundle that replaces the live view: image/png plus the constant text/plain."""
-        return png_bundle(self.to_png(), self.summary())
-
-    def finish(self) -> None:
-        """End of the run: send what is pending, swap every display for the static image, then close."""
-        if self.finished or self.closed:
-            return
-        self.flush()
-        self.finished = True
-        if self._handles:
-            bundle = self.static_bundle()
-            for handle in self._handles:
-                handle.update(bundle, raw=True)
-        self._release()
-
-    def close(self) -> None:
-        """Stop: remove hooks, close the view. No static image (use ``finish()`` for that); safe to call twice."""
-        if self.closed:
-            return
-        self._release()
 
     def _release(self) -> None:
         self.closed = True
@@ -243,17 +285,6 @@ class LiveWidget:
         for handle in self._hooks:
             handle.remove()
         self._hooks = []
-
-    @property
-    def active(self) -> bool:
-        """False once finished or closed (the cell-ownership registry then forgets the widget)."""
-        return not self.closed
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.finish()
 
 
 def _own(obj: Any) -> None:

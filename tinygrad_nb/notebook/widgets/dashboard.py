@@ -9,13 +9,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Self
+from typing import Any
 
 import ipywidgets
 
 from .activations import ActivationInspector
-from .base import LiveWidget, _own, in_notebook, shared_layout
-from .figures import png_bundle, render_png
+from .base import LiveWidget, StaticSwap, _own, in_notebook, shared_layout
+from .figures import render_png
 from .grads import GradHistograms
 from .loss_curve import LossCurve
 
@@ -36,7 +36,7 @@ class DashboardBox(ipywidgets.VBox):
         return data
 
 
-class Dashboard:
+class Dashboard(StaticSwap):
     """Lays out ``widgets``: the first one full width, the others side by side below it."""
 
     def __init__(self, widgets: Sequence[LiveWidget], title: str = "Dashboard", show: bool | None = None):
@@ -92,16 +92,8 @@ class Dashboard:
         return self.find(ActivationInspector)
 
     # -- the same life cycle as a single widget -------------------------------------------------------------------
-    def show(self) -> None:
-        from IPython.display import display  # noqa: PLC0415 - only ever called inside IPython
-
-        if self.finished or self.closed:
-            display(self.static_bundle(), raw=True)
-            return
-        self._handles.append(display(self.box, display_id=True))
-
-    def _ipython_display_(self) -> None:
-        self.show()
+    def _live_view(self) -> Any:
+        return self.box
 
     def flush(self) -> None:
         for w in self.widgets:
@@ -109,9 +101,6 @@ class Dashboard:
 
     def summary(self) -> str:
         return "\n".join([self.title] + [f"  {w.summary()}" for w in self.widgets])
-
-    def __repr__(self) -> str:
-        return self.summary()
 
     def to_png(self) -> bytes:
         """One figure with every widget's panels side by side."""
@@ -125,39 +114,9 @@ class Dashboard:
 
         return render_png(draw, panels=sum(counts))
 
-    def static_bundle(self) -> dict[str, str]:
-        return png_bundle(self.to_png(), self.summary())
-
-    def finish(self) -> None:
-        """Send what is pending, swap the dashboard's displays for one static PNG, close every widget."""
-        if self.finished or self.closed:
-            return
-        self.flush()
-        self.finished = True
-        if self._handles:
-            bundle = self.static_bundle()
-            for handle in self._handles:
-                handle.update(bundle, raw=True)
-        self._release()
-
-    def close(self) -> None:
-        """Remove every widget's hooks and close the views, without a static image."""
-        if not self.closed:
-            self._release()
-
-    @property
-    def active(self) -> bool:
-        return not self.closed
-
     def _release(self) -> None:
         self.closed = True
         for w in self.widgets:
             w.close()
         for box in [self.box] + [c for c in self.box.children if isinstance(c, ipywidgets.Box)]:
             box.close()
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.finish()
