@@ -455,7 +455,9 @@ def test_compare_arrays_reports_index_abs_and_ulp() -> None:
     b[1, 0] = np.nextafter(np.float32(3.0), np.float32(4.0))
     d = compare_arrays(a, b)
     assert d["index"] == (1, 0) and d["max_ulp"] == 1 and d["max_abs"] == pytest.approx(2.384e-7, rel=1e-3)
-    assert compare_arrays(np.array([-0.0]), np.array([0.0]))["max_ulp"] == 0 or True
+    # -0.0 and 0.0 differ in their bytes (not bitwise) though no number lies between them; the same NaN is equal
+    assert compare_arrays(np.array([-0.0]), np.array([0.0])) == {"index": (0,), "max_abs": 0.0, "max_ulp": 0}
+    assert compare_arrays(np.array([np.nan]), np.array([np.nan])) is None
 
 
 def test_notebook_checkout_and_replay_under_nbclient(tmp_path: Path) -> None:
