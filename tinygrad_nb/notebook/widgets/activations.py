@@ -74,7 +74,7 @@ class ActivationInspector(LiveWidget):
     # -- the static figure ----------------------------------------------------------------------------------------
     def draw(self, axes: list[Any]) -> None:
         ax = axes[0]
-        layer = self.view.selected if self.view.selected in self._rows else next(iter(self._rows), "")
+        layer = self._selected_series()
         if not layer:
             empty(ax, self.title, "no activations yet")
             return

@@ -199,6 +199,10 @@ class LiveWidget(StaticSwap):
     def _add_record(self, record: dict[str, Any]) -> None:
         self._records.append(record)
 
+    def _selected_series(self) -> str:
+        """The series picked in the view, else the first one ("" while there is none)."""
+        return self.view.selected if self.view.selected in self._rows else next(iter(self._rows), "")
+
     def rows(self, name: str) -> np.ndarray:
         """Every row of series ``name`` logged so far, as float64 (what the static figure draws)."""
         rows = self._rows.get(name) or []

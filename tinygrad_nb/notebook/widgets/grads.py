@@ -77,7 +77,7 @@ class GradHistograms(LiveWidget):
     # -- the static figure ----------------------------------------------------------------------------------------
     def draw(self, axes: list[Any]) -> None:
         ax = axes[0]
-        name = self.view.selected if self.view.selected in self._rows else next(iter(self._rows), "")
+        name = self._selected_series()
         if not name:
             empty(ax, self.title, "no gradients yet")
             return
