@@ -71,7 +71,8 @@ class HistoryBrowser:
         self.status = widgets.HTML()
         self.box = widgets.VBox([self.figure, widgets.HBox([self.picker, self.checkout_button]), self.details,
                                  self.status])
-        self.picker.observe(lambda change: self.show_details(), names="value")
+        self._refreshing = False  # while refresh() sets the picker: it shows the details once, at the end
+        self.picker.observe(lambda change: None if self._refreshing else self.show_details(), names="value")
         self.checkout_button.on_click(lambda _button: self.check_out())
         self.refresh()
 
@@ -82,8 +83,12 @@ class HistoryBrowser:
         options = [(f"#{r['seq']} {r['cell']} {'ok' if r['ok'] else 'error'}{' (HEAD)' if r['head'] else ''}",
                     r["seq"]) for r in rows]
         head = next((r["seq"] for r in rows if r["head"]), rows[-1]["seq"] if rows else None)
-        self.picker.options = options
-        self.picker.value = pick if pick in {seq for _, seq in options} else head
+        self._refreshing = True
+        try:
+            self.picker.options = options
+            self.picker.value = pick if pick in {seq for _, seq in options} else head
+        finally:
+            self._refreshing = False
         self.checkout_button.disabled = not rows
         self.show_details()
 
