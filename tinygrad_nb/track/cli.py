@@ -7,6 +7,10 @@
 
 Every form takes ``--store PATH`` (default ``./.tinygrad_nb/runs.db``). IDs may be unique prefixes or run names. An
 unknown id prints the close matches and exits with status 2.
+
+A run whose data cannot be read lists as "damaged" (``ls`` adds a ``damage`` column with the first reason), and
+``show`` prints what can be read followed by what is damaged; both exit 0. ``compare`` and ``export`` refuse a damaged
+run (status 1) rather than leave values out. A run whose process died without finishing lists as "crashed".
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from typing import Any
 
 from ..io import atomic_write
 from .compare import Comparison, compare
-from .store import RunStore, UnknownRunError
+from .store import READ_STATUSES, DamagedRunError, RunRecord, RunStore, UnknownRunError
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     ls = sub.add_parser("ls", help="list runs, newest first")
     ls.add_argument("--store", **store_opt)
     ls.add_argument("--project", default=None)
-    ls.add_argument("--status", default=None, choices=["running", "finished", "failed", "nan"])
+    ls.add_argument("--status", default=None, choices=list(READ_STATUSES))
     ls.add_argument("--limit", type=int, default=None)
 
     show = sub.add_parser("show", help="config, status and metric summary of one run")
@@ -71,6 +75,9 @@ def main(args: argparse.Namespace) -> int:
     except UnknownRunError as e:
         print(f"tinygrad-nb runs: error: {e}", file=sys.stderr)
         return 2
+    except DamagedRunError as e:
+        print(f"tinygrad-nb runs: error: {e}", file=sys.stderr)
+        return 1
     print(f"tinygrad-nb runs: unknown action {action!r}", file=sys.stderr)
     return 2
 
@@ -84,24 +91,42 @@ def _ls(store: RunStore, project: str | None, status: str | None, limit: int | N
     if not records:
         print(f"no runs in {store.path}")
         return 0
+    columns = ["id", "name", "project", "status", "started", "duration s"]
     rows = [{"id": r.id, "name": r.name, "project": r.project or "-", "status": r.status,
-             "started": _when(r.start_time), "duration s": None if r.duration is None else round(r.duration, 2)}
-            for r in records]
-    print(Comparison(["id", "name", "project", "status", "started", "duration s"], rows))
+             "started": _when(r.start_time), "duration s": None if r.duration is None else round(r.duration, 2),
+             "damage": _first_problem(r)} for r in records]
+    if any(r.damage for r in records):
+        columns.append("damage")
+    print(Comparison(columns, rows))
     return 0
+
+
+def _first_problem(r: RunRecord) -> str:
+    if not r.damage:
+        return ""
+    return r.damage[0] + (f" (+{len(r.damage) - 1} more)" if len(r.damage) > 1 else "")
+
+
+def _status_line(r: RunRecord) -> str:
+    if r.status == "crashed":
+        return f"crashed (recorded {r.recorded_status}, but process {r.pid} on {r.host} is gone)"
+    if r.status == "damaged":
+        return f"damaged (recorded {r.recorded_status or '-'})"
+    return r.status
 
 
 def _show(store: RunStore, run_id: str) -> int:
     r = store.get(run_id)
     lines = [f"run {r.id}", f"  name       {r.name}", f"  project    {r.project or '-'}",
-             f"  status     {r.status}", f"  started    {_when(r.start_time)}", f"  ended      {_when(r.end_time)}",
+             f"  status     {_status_line(r)}", f"  started    {_when(r.start_time)}",
+             f"  ended      {_when(r.end_time)}",
              f"  duration   {'-' if r.duration is None else f'{r.duration:.2f} s'}",
              f"  host/pid   {r.host}/{r.pid}"]
     if r.fingerprint:
         lines.append(f"  fingerprint {r.fingerprint.get('digest', '?')}")
     lines.append("config:" if r.config else "config: (none)")
     lines += [f"  {k} = {v!r}" for k, v in sorted(r.config.items())]
-    summary = store.summary(r.id)
+    summary = store.summary(r.id, skip_damaged=True)
     if summary:
         rows = [{"metric": n, "final": s["final"], "min": s["min"], "max": s["max"], "count": s["count"],
                  "last step": s["last_step"]} for n, s in sorted(summary.items())]
@@ -110,9 +135,13 @@ def _show(store: RunStore, run_id: str) -> int:
                                                          rows)).splitlines()]
     else:
         lines.append("metrics: (none)")
-    hists = {n for _, n, _, _, _ in store.hists(r.id)}
+    hists = {n for _, n, _, _, _ in store.hists(r.id, skip_damaged=True)}
     if hists:
         lines.append(f"histograms: {', '.join(sorted(hists))}")
+    damage = store.damage(r.id)
+    if damage:
+        lines.append("damage:")
+        lines += [f"  {problem}" for problem in damage]
     print("\n".join(lines))
     return 0
 

@@ -28,10 +28,9 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..tensor import Tensor
+from ..owner import current_token
 from .sinks import Batch, HistRecord, StoreSink
-from .store import RunStore
-
-STATUSES = ("running", "finished", "failed", "nan")
+from .store import STATUSES, RunStore
 
 
 class Run:
@@ -45,7 +44,7 @@ class Run:
     # What a replayed notebook cell cannot make again (see docs/cell_checkpoints.md, "Run-bound values")
     RUN_BOUND_FIELDS: ClassVar[dict[Any, str]] = {"id": "a random run id", "start_time": "wall-clock time", "end_time": "wall-clock time",
                         "_next_flush": "wall-clock time", "host": "the machine it ran on",
-                        "pid": "the process it ran in"}
+                        "pid": "the process it ran in", "pid_start": "the process it ran in"}
 
     def __init__(self, name: str | None = None, config: dict[str, Any] | None = None,
                  store: RunStore | str | os.PathLike[str] | bool | None = None, sinks: Sequence[Any] | None = None,
@@ -60,6 +59,7 @@ class Run:
         self.end_time: float | None = None
         self.host = socket.gethostname()
         self.pid = os.getpid()
+        self.pid_start = current_token()  # tells a dead owner from a reused pid (see .owner)
         self.epoch = 0
         self.step = 0  # the step the next log() without step= gets
         self.flush_every = max(1, int(flush_every))

@@ -160,7 +160,7 @@ class StoreSink:
         run = batch.run
         if batch.event in ("start", "status", "end"):
             row = (run.id, run.name, run.project, run.status, run.start_time, run.end_time, run.fingerprint,
-                   run.host, run.pid)
+                   run.host, run.pid, getattr(run, "pid_start", None))
             self.store.write_run(row, run.config if batch.event == "start" else None)
         if batch.scalars:
             columns = batch.columns

@@ -11,9 +11,13 @@ of floats, one append per step) and the number already sent. A message carries::
                "records": {"start": n, "items": [...]}}            # small JSON records (NaN events)
     buffers = [float32 rows of each series..., float32 data of each latest array...]
 
-The browser appends rows in order and asks for a resend (``{"kind": "sync", "have": {name: rows}}``) if it sees a
-gap or starts empty (a reloaded page). When the widget finishes, every display of it is updated in place (through its
-IPython display handle) to a static PNG plus a constant ``text/plain``, and the view is closed.
+The browser appends rows in order and asks for a resend (``{"kind": "sync", "have": {name: rows}, "records": n}``)
+if it sees a gap or starts empty (a reloaded page). Nothing from the browser is trusted: a message that is not such a
+request (another kind, a missing field, a count that is not a non-negative integer below 2**53, ...) is ignored, and
+the first one per widget is logged (logger ``tinygrad_nb.notebook.widgets.base``, level WARNING).
+
+When the widget finishes, every display of it is updated in place (through its IPython display handle) to a static
+PNG plus a constant ``text/plain``, and the view is closed.
 
 The ``text/plain`` is fixed when the widget is made (``summary()`` may only use constructor arguments): the live
 display and the static image carry the same text, so nbval (which sees the first display and ignores the update and
@@ -21,6 +25,8 @@ the PNG) finds the same output on every run.
 """
 from __future__ import annotations
 
+import logging
+import reprlib
 import sys
 from pathlib import Path
 from typing import Any, Self
@@ -35,6 +41,53 @@ from .figures import png_bundle
 
 ESM = (Path(__file__).resolve().parent.parent / "static" / "widgets.js").read_text(encoding="utf-8")
 RELEASED_ESM = "export default { render() {} };"  # what a finished view keeps (see LiveWidget._release)
+MAX_COUNT = 2**53  # counts from the browser are JavaScript numbers: exact integers stop here
+
+log = logging.getLogger(__name__)
+_short = reprlib.Repr()
+_short.maxstring = _short.maxother = 60
+_short.maxdict = _short.maxlist = 4
+_short.maxlevel = 2
+
+
+class MalformedMessage(ValueError):
+    """A message from the browser that is not a valid request; the text says what is wrong with it."""
+
+
+def parse_sync_request(content: Any) -> tuple[dict[str, int], int]:
+    """``(have, records)`` of a browser's resend request ``{"kind": "sync", "have": {name: rows}, "records": n}``.
+
+    Raises :class:`MalformedMessage` for anything else: not an object, another or no ``kind``, a missing field,
+    ``have`` not an object of string names to counts, or a count that is not an ``int`` (bools and floats are not),
+    is negative or is ``MAX_COUNT`` or more. Other fields are ignored (room for later versions of the browser half).
+    """
+    if not isinstance(content, dict):
+        raise MalformedMessage(f"expected an object, got {type(content).__name__} {_short.repr(content)}")
+    if "kind" not in content:
+        raise MalformedMessage("no 'kind' field")
+    if content["kind"] != "sync":
+        raise MalformedMessage(f"unknown kind {_short.repr(content['kind'])}")
+    for name in ("have", "records"):
+        if name not in content:
+            raise MalformedMessage(f"a sync request without {name!r}")
+    have = content["have"]
+    if not isinstance(have, dict):
+        raise MalformedMessage(f"'have' is {type(have).__name__} {_short.repr(have)}, not an object")
+    for series, rows in have.items():
+        if not isinstance(series, str):
+            raise MalformedMessage(f"'have' has a key that is not a string: {_short.repr(series)}")
+        _check_count(f"'have'[{_short.repr(series)}]", rows)
+    _check_count("'records'", content["records"])
+    return dict(have), content["records"]
+
+
+def _check_count(what: str, value: Any) -> None:
+    if type(value) is not int:  # noqa: E721 - bool is an int subclass, and True is not a count
+        raise MalformedMessage(f"{what} is {type(value).__name__} {_short.repr(value)}, not an integer")
+    if value < 0:
+        raise MalformedMessage(f"{what} is negative ({value})")
+    if value >= MAX_COUNT:
+        raise MalformedMessage(f"{what} is too large ({_short.repr(value)})")
 
 
 def in_notebook() -> bool:
@@ -159,6 +212,7 @@ class LiveWidget(StaticSwap):
 
     def __init__(self, title: str | None = None, show: bool | None = None, comm: Any = None, **view_state: Any):
         self.title = title or self.default_title
+        self._malformed_logged = False  # a malformed browser message is logged once per widget
         if comm is not None:  # a stand-in comm (tests, benchmarks): see throttle.RecordingComm
             view_state["comm"] = comm
         self.view = LiveView(kind=self.kind, title=self.title, layout=shared_layout(), **view_state)
@@ -244,12 +298,20 @@ class LiveWidget(StaticSwap):
         records = {"start": records_from, "items": self._records[records_from:]}
         return {"kind": "data", "series": series, "latest": latest_items, "records": records}, buffers
 
-    def _on_browser_message(self, _view: Any, content: dict[str, Any], _buffers: Any) -> None:
-        """The browser asks for what it lacks (a gap, or a page reloaded while the kernel kept running)."""
-        if content.get("kind") != "sync" or self.closed:
+    def _on_browser_message(self, _view: Any, content: Any, _buffers: Any) -> None:
+        """The browser asks for what it lacks (a gap, or a page reloaded while the kernel kept running). Anything
+        but a valid request (see :func:`parse_sync_request`) is ignored; the first one is logged."""
+        if self.closed:
             return
-        have = content.get("have") or {}
-        content_out, buffers = self._message(have, int(content.get("records", 0)), list(self._latest))
+        try:
+            have, records = parse_sync_request(content)
+        except MalformedMessage as e:
+            if not self._malformed_logged:
+                self._malformed_logged = True
+                log.warning("%s widget %r: ignored a malformed message from the browser (%s); further ones are "
+                            "ignored silently", type(self).__name__, self.title, e)
+            return
+        content_out, buffers = self._message(have, records, list(self._latest))
         self.view.send(content_out, buffers)
 
     # -- display, the static swap, closing ------------------------------------------------------------------------
