@@ -469,13 +469,14 @@ def test_process_killed_mid_save(tmp_path: Path, sig: int) -> None:
     finally:
         proc.kill()
     assert proc.returncode != 0
-    ckpt = load(path)  # the old file or a complete new one, never a torn mix
-    assert ckpt.step is not None and len(ckpt.tensors) in (1, 16)
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != path.name]
     if sig == signal.SIGINT:
         assert leftovers == []  # Ctrl-C runs the cleanup
     else:
         assert all(name.startswith(f".{path.name}.") and name.endswith(".tmp") for name in leftovers)
+    ckpt = load(path)  # the old file or a complete new one, never a torn mix
+    assert ckpt.step is not None and len(ckpt.tensors) in (1, 16)
+    assert [p.name for p in tmp_path.iterdir()] == [path.name]  # load removed the killed save's temporary file
 
 
 # -- versions ------------------------------------------------------------------------------------------------------

@@ -42,7 +42,7 @@ import xxhash
 
 from . import dtype as dtypes
 from .device import Device, DeviceError
-from .io import atomic_open, start_writeback
+from .io import atomic_open, remove_stale_temps, start_writeback
 from .optim.optimizer import Optimizer
 from .random import get_rng_state, set_rng_state
 from .tensor import Tensor
@@ -423,8 +423,10 @@ def load(path: str | os.PathLike[str], model: Any = None, optimizer: Any = None,
     ``mmap``: cpu tensors of the returned Checkpoint are copy-on-write views of a memory map of the file (fast, and
     safe against :func:`save`, which never modifies a file in place; but do not overwrite the file in place, e.g.
     with ``cp``, while they are alive). ``mmap=False`` reads everything into memory instead.
+    Temporary files that killed saves of ``path`` left behind are removed (see :func:`tinygrad_nb.io.remove_stale_temps`).
     """
     path = Path(path)
+    remove_stale_temps(path)
     metadata, arrays = read_safetensors(path, use_mmap=mmap)
     manifest = _read_manifest(path, metadata)
     file_version = manifest["format_version"]

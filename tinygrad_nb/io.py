@@ -10,6 +10,12 @@ when the call returns). ``durable=False`` skips both fsyncs: the file still appe
 loss or kernel crash in the seconds that follow, the new file may be missing or incomplete (how likely depends on the
 filesystem; see docs/checkpoints.md).
 
+A process killed mid-write (``SIGKILL``, the OOM killer, power loss) cannot remove its temporary file. Each temporary
+name says who wrote it (host, process id, and the process's boot and start time: :mod:`tinygrad_nb.owner`), so the
+next write of the same target, and :func:`tinygrad_nb.load`, remove the leftovers that are provably stale: written on
+this host by this user, by a process that no longer runs (its pid is gone, or now belongs to another process).
+Files of live writers, of other hosts on a shared folder, or of unknown origin are never touched.
+
 Replacing a large file frees its cached pages and disk blocks, which takes the kernel ~20 ms per 100 MB. On POSIX,
 :func:`atomic_open` keeps the replaced file open across the rename (so the rename only drops its name) and closes it
 on a background thread, where the freeing happens while the caller carries on. The replaced file is gone from the
@@ -21,12 +27,18 @@ from __future__ import annotations
 import contextlib
 import os
 import queue
+import re
 import secrets
+import socket
+import stat
 import sys
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
+
+from .owner import current_token, owner_is_dead
 
 
 @contextlib.contextmanager
@@ -40,6 +52,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", durable: bool = 
         raise ValueError(f"atomic_open: mode must be 'wb' or 'w', got {mode!r}")
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(target)
     # The name is chosen before the file exists and the file is created inside the try, so a Ctrl-C at any point
     # (even while the file is being created) finds a name to clean up (tempfile.mkstemp would not tell it).
     tmp = _temp_path(target)
@@ -73,8 +86,53 @@ _TEMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0
 
 
 def _temp_path(target: Path) -> Path:
-    """``.<name>.<random>.tmp`` next to ``target`` (what tempfile.mkstemp would name it)."""
-    return target.parent / f".{target.name}.{secrets.token_hex(6)}.tmp"
+    """``.<name>.<host>.<pid>.<token>.<random>.tmp`` next to ``target``: the writer's host (a CRC-32 of its name), pid
+    and process token (:func:`tinygrad_nb.owner.process_token`), so a leftover can later be proven stale."""
+    return target.parent / f".{target.name}.{_writer()}.{secrets.token_hex(6)}.tmp"
+
+
+_TEMP_NAME = re.compile(r"\.(?P<host>[0-9a-f]{8})\.(?P<pid>[0-9]+)\.(?P<token>[0-9a-z-]+)\.[0-9a-f]{12}\.tmp")
+
+
+def _host_tag(host: str) -> str:
+    return f"{zlib.crc32(host.encode()):08x}"
+
+
+def _writer() -> str:
+    return f"{_host_tag(socket.gethostname())}.{os.getpid()}.{current_token() or 'none'}"
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files that killed writes of ``path`` left behind; return the ones removed.
+
+    A file is removed only when it is provably a stale leftover of :func:`atomic_open`: named like its temporary
+    files for this target, a regular file owned by this user, written on this host, by a process that certainly no
+    longer runs (:func:`tinygrad_nb.owner.owner_is_dead`: its pid is gone, or now belongs to another process).
+    """
+    target = Path(path)
+    prefix = f".{target.name}"
+    try:
+        names = [name for name in os.listdir(target.parent) if name.startswith(prefix) and name.endswith(".tmp")]
+    except OSError:
+        return []
+    host = socket.gethostname()
+    removed: list[Path] = []
+    for name in names:
+        match = _TEMP_NAME.fullmatch(name, len(prefix))
+        if match is None or match["host"] != _host_tag(host):
+            continue
+        token = None if match["token"] == "none" else match["token"]
+        if not owner_is_dead(host, int(match["pid"]), token):
+            continue
+        temp = target.parent / name
+        try:
+            info = temp.lstat()
+            if stat.S_ISREG(info.st_mode) and info.st_uid == os.getuid():
+                temp.unlink()
+                removed.append(temp)
+        except OSError:  # removed meanwhile by another cleaner, or not ours to remove
+            continue
+    return removed
 
 
 def atomic_write(path: str | os.PathLike[str], data: bytes | str, durable: bool = True) -> None:
