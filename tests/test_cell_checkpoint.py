@@ -14,10 +14,22 @@ import pytest
 
 from tinygrad_nb.checkpoint import _capture_rng
 from tinygrad_nb.notebook import cellckpt, extension, ownership
+from tinygrad_nb.notebook.cellckpt import CheckpointStoreError
 from tinygrad_nb.notebook.cellckpt.session import compare_arrays
 
 IPython = pytest.importorskip("IPython")
 from IPython.core.error import UsageError
+
+
+@pytest.fixture(autouse=True)
+def _secret_key(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """This user's checkpoint signing key in a temporary folder, not in the real home (kernels started by nbclient
+    inherit the variable)."""
+    from tinygrad_nb.notebook.cellckpt.trust import SECRET_ENV
+
+    path = tmp_path_factory.mktemp("secret") / "ckpt_secret"
+    monkeypatch.setenv(SECRET_ENV, str(path))
+    return path
 
 
 @pytest.fixture
@@ -79,8 +91,10 @@ def test_commit_records_cell_rng_and_namespace(shell: Any, capsys: pytest.Captur
     rec = cellckpt.recorder(shell)
     commit = rec.resolve("HEAD")
     assert commit.path.name.endswith(".json.gz")
-    m = json.loads(gzip.decompress(commit.path.read_bytes()))
-    assert m["format"] == "tinygrad_nb.cell_checkpoint" and m["format_version"] == 2
+    body, signature = gzip.decompress(commit.path.read_bytes()).splitlines()  # the manifest, then its signature
+    m = json.loads(body)
+    assert m["format"] == "tinygrad_nb.cell_checkpoint" and m["format_version"] == 3
+    assert set(json.loads(signature)["signature"]) == {"alg", "key", "mac"} and commit.trusted
     assert m["cell"]["source"] == TRAIN_STEP and m["cell"]["execution_count"] == setup + 1 and m["cell"]["success"]
     assert len(m["cell"]["source_xxh3_128"]) == 32
     assert set(m["rng_before"]) == {"tinygrad_nb", "numpy", "python"}
@@ -456,7 +470,8 @@ def test_compare_arrays_reports_index_abs_and_ulp() -> None:
     d = compare_arrays(a, b)
     assert d["index"] == (1, 0) and d["max_ulp"] == 1 and d["max_abs"] == pytest.approx(2.384e-7, rel=1e-3)
     # -0.0 and 0.0 differ in their bytes (not bitwise) though no number lies between them; the same NaN is equal
-    assert compare_arrays(np.array([-0.0]), np.array([0.0])) == {"index": (0,), "max_abs": 0.0, "max_ulp": 0}
+    assert compare_arrays(np.array([-0.0]), np.array([0.0])) == {"index": (0,), "max_abs": 0.0, "max_ulp": 0,
+                                                                  "nan_appeared": 0, "nan_vanished": 0}
     assert compare_arrays(np.array([np.nan]), np.array([np.nan])) is None
 
 
@@ -712,6 +727,15 @@ def test_a_format_1_store_is_still_read(shell: Any, capsys: pytest.CaptureFixtur
         commit.path.unlink()
     rec.set_root(rec.root)  # forget the open store: read it again from disk
     assert len(rec.store.commits) == 2 and all(c.path.suffix == ".json" for c in rec.store.commits.values())
+    # written before manifests were signed: refused until trusted, then read as before
+    assert [c.seq for c in rec.store.untrusted()] == [1, 2]
+    result = run(shell, "%tg_checkout #1")
+    assert isinstance(result.error_in_exec, UsageError)
+    assert str(result.error_in_exec).startswith(f"%tg_checkout: commit #1 in {rec.root} is not trusted: it is not "
+                                                "signed")
+    assert "run %tg_ckpt trust" in str(result.error_in_exec)
+    out = run_ok(shell, "%tg_ckpt trust", capsys)
+    assert out.startswith(f"trusted 2 commits (#1-#2) of {rec.root}: signed with your key")
     expected = shell.user_ns["draw"]
     run_ok(shell, "%tg_replay #2 --verify", capsys)
     assert rec.last_replay[0]["result"] == "bitwise" and shell.user_ns["draw"] == expected
@@ -742,7 +766,7 @@ def test_gc_repacks_compressed_blobs_keeping_their_codec(tmp_path: Path) -> None
     data = bytearray(pack.read_bytes())
     data[-40:] = b"\0" * 40
     pack.write_bytes(bytes(data))
-    with pytest.raises(ValueError, match=f"blob {keys['kept']} in {pack.name} is damaged"):
+    with pytest.raises(CheckpointStoreError, match=f"blob {keys['kept']} in {pack.name} is damaged"):
         Store(tmp_path / "store").read_blob(keys["kept"])
 
 

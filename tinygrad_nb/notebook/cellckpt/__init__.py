@@ -8,8 +8,9 @@ from __future__ import annotations
 from typing import Any
 
 from .session import Recorder
+from .trust import CheckpointStoreError, CheckpointTrustError
 
-__all__ = ["Recorder", "load", "recorder", "unload"]
+__all__ = ["CheckpointStoreError", "CheckpointTrustError", "Recorder", "load", "recorder", "unload"]
 
 _recorders: dict[int, tuple[Recorder, Any, Any]] = {}
 

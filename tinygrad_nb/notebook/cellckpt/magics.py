@@ -1,6 +1,8 @@
 """The cell checkpoint magics: ``%tg_ckpt``, ``%tg_log``, ``%tg_checkout``, ``%tg_undo``, ``%tg_diff``, ``%tg_replay``.
 
-Bad arguments raise IPython's ``UsageError`` (one line, no traceback), like the other tinygrad_nb magics.
+Bad arguments raise IPython's ``UsageError`` (one line, no traceback), like the other tinygrad_nb magics. So does a
+commit the store refuses (not signed with this user's key: ``%tg_ckpt trust`` accepts it) or cannot read (damaged):
+the ``UsageError`` says why, and its ``__cause__`` is the :class:`~.trust.CheckpointStoreError`.
 """
 from __future__ import annotations
 
@@ -8,9 +10,11 @@ from typing import Any
 
 from ..magics import usage_error
 from .session import CheckpointRefError, Recorder, _size
+from .trust import CheckpointStoreError
 
+USAGE = "%tg_ckpt on|off|status|trust|every=N|budget=SIZE|dir=PATH"
 MAGICS: list[tuple[str, str, str]] = [
-    ("tg_ckpt", "line", "cell checkpoints: %tg_ckpt on|off|status|every=N|budget=SIZE|dir=PATH"),
+    ("tg_ckpt", "line", f"cell checkpoints: {USAGE}"),
     ("tg_log", "line", "the recorded cells (commits), oldest first; * marks HEAD; --widget: browse them"),
     ("tg_checkout", "line", "restore the namespace to after a cell: %tg_checkout N | #S | HEAD~K"),
     ("tg_undo", "line", "restore the namespace to before the last recorded cell (%tg_checkout HEAD~1)"),
@@ -60,7 +64,9 @@ class CheckpointMagics:
     def tg_ckpt(self, line: str = "") -> None:
         rec = self.rec
         for word in line.split():
-            if word == "on":
+            if word == "trust":
+                self._trust()
+            elif word == "on":
                 rec.enabled = True
             elif word == "off":
                 rec.enabled = False
@@ -80,8 +86,7 @@ class CheckpointMagics:
             elif word.startswith("dir="):
                 rec.set_root(word[4:])
             else:
-                raise usage_error(f"%tg_ckpt: unknown argument {word!r} (usage: %tg_ckpt "
-                                  "on|off|status|every=N|budget=SIZE|dir=PATH)")
+                raise usage_error(f"%tg_ckpt: unknown argument {word!r} (usage: {USAGE})")
         rec.wait()
         store = rec.store if rec.enabled or rec._store is not None else None
         state = "on" if rec.enabled else "off"
@@ -91,6 +96,20 @@ class CheckpointMagics:
             return
         print(f"cell checkpoints: {state}{every}; {len(store.commits)} commits, {_size(store.total_bytes())} of "
               f"{_size(store.budget)} in {store.root}")
+        note = untrusted_note(store)
+        if note:
+            print(note)
+
+    def _trust(self) -> None:
+        """``%tg_ckpt trust``: sign the store's untrusted commits with this user's key (the user's explicit yes)."""
+        done, refused = self.rec.trust()
+        if done:
+            print(f"trusted {_commits(done)} of {self.rec.store.root}: signed with your key; their pickled values "
+                  "and cells may now run on %tg_checkout, %tg_undo, %tg_diff and %tg_replay")
+        elif not refused:
+            print(f"every commit of {self.rec.store.root} is already trusted")
+        for seq, why in refused.items():
+            print(f"  not trusted: #{seq}: {why}")
 
     def tg_log(self, line: str = "") -> Any:
         words = line.split()
@@ -108,25 +127,35 @@ class CheckpointMagics:
                 display(HistoryBrowser(self.rec))
                 return None
         print(table(self.rec.log()))
+        note = untrusted_note(self.rec.store)
+        if note:
+            print(note)
         return None
 
     def tg_checkout(self, line: str = "") -> None:
         if not line.strip():
             raise usage_error("%tg_checkout: which commit? (usage: %tg_checkout N | #S | HEAD~K)")
-        self._print_checkout(self._ref("tg_checkout", line))
+        self._print_checkout("tg_checkout", self._ref("tg_checkout", line))
 
     def tg_undo(self, line: str = "") -> None:
-        self._print_checkout(self._ref("tg_undo", "HEAD~1"))
+        self._print_checkout("tg_undo", self._ref("tg_undo", "HEAD~1"))
 
-    def _print_checkout(self, commit: Any) -> None:
-        print("\n".join(describe_checkout(commit, self.rec.checkout(commit))))
+    def _print_checkout(self, magic: str, commit: Any) -> None:
+        try:
+            report = self.rec.checkout(commit)
+        except CheckpointStoreError as e:
+            raise usage_error(f"%{magic}: {e}") from e
+        print("\n".join(describe_checkout(commit, report)))
 
     def tg_diff(self, line: str = "") -> None:
         words = line.split()
         if len(words) != 2:
             raise usage_error("%tg_diff: expected two commits (usage: %tg_diff A B)")
         a, b = (self._ref("tg_diff", w) for w in words)
-        rows = self.rec.diff(a, b)
+        try:
+            rows = self.rec.diff(a, b)
+        except CheckpointStoreError as e:
+            raise usage_error(f"%tg_diff: {e}") from e
         print(f"#{a.seq} -> #{b.seq}: " + (f"{len(rows)} variables differ" if rows else "no variable differs"))
         if rows:
             print(table(rows))
@@ -144,6 +173,8 @@ class CheckpointMagics:
             rows = self.rec.replay(a, b, verify=verify)
         except CheckpointRefError as e:
             raise usage_error(f"%tg_replay: {e}") from None
+        except CheckpointStoreError as e:
+            raise usage_error(f"%tg_replay: {e}") from e
         out = [{"commit": f"#{r['seq']}", "cell": f"In[{r['cell']}]", "result": r["result"],
                 "detail": r.get("detail", "")} for r in rows]
         print(table(out))
@@ -151,6 +182,25 @@ class CheckpointMagics:
             good = sum(r["result"] == "bitwise" for r in rows)
             print(f"{good}/{len(rows)} cells bitwise")
         return None
+
+
+def untrusted_note(store: Any) -> str:
+    """A line naming the commits that are not trusted (``""`` when every one is)."""
+    untrusted = [c.seq for c in store.untrusted()]
+    if not untrusted:
+        return ""
+    return (f"not trusted (not signed with your key): {_commits(untrusted)}; they cannot be checked out, diffed or "
+            "replayed until you run %tg_ckpt trust, which accepts that their code may run")
+
+
+def _commits(seqs: list[int]) -> str:
+    """``commit #3`` / ``3 commits (#1-#3)`` / ``2 commits (#1, #4)``."""
+    if len(seqs) == 1:
+        return f"commit #{seqs[0]}"
+    if seqs == list(range(seqs[0], seqs[-1] + 1)):
+        return f"{len(seqs)} commits (#{seqs[0]}-#{seqs[-1]})"
+    shown = ", ".join(f"#{s}" for s in seqs[:8]) + (", ..." if len(seqs) > 8 else "")
+    return f"{len(seqs)} commits ({shown})"
 
 
 def describe_checkout(commit: Any, report: dict[str, Any]) -> list[str]:

@@ -9,7 +9,7 @@ Per cell the verdict is one of
   differing place, ``run.config['lr']: 0.003 -> 0.01``), a variable appeared or vanished, or the cell failed where it
   had succeeded (or the reverse);
 * ``diverged``: some tensor differs: the first such variable (in namespace order), the first differing index, the max
-  abs and max ULP difference.
+  abs and max ULP difference (over the elements that are numbers in both), and how many NaNs appeared or vanished.
 
 Skeleton pickles use positional persistent ids (see :mod:`.snapshot`), so the same structure pickles to the same
 bytes even though the replay built new objects. Where a variable's skeleton bytes differ, its canonical form
@@ -30,13 +30,15 @@ def compare_commit(recorder: Any, commit: Any, success: bool, declared: set[str]
                    ) -> dict[str, Any]:
     """The verdict on a replayed cell (see the module docstring); ``declared``: variables declared run-bound by
     ``# tg-replay: run-bound`` in this cell or an earlier one."""
+    from .session import describe_nans
+
     m = commit.manifest
     shell = recorder.shell
     hidden = set(getattr(shell, "user_ns_hidden", {}) or ())
     snap = capture(shell.user_ns, hidden, recorder.tracker, recorder.unpicklable)
     snap.finish()
     recorded, now = m["variables"], snap.variables
-    skeleton = recorder.store.read_blob(m["skeleton"]).tobytes()
+    skeleton = recorder.store.skeleton(commit)  # trusted (signed by this user) and verified, or it raises
     notes: list[str] = []
     if success != m["cell"]["success"]:
         notes.append("the cell " + ("succeeded" if success else "failed") + " where it had " +
@@ -75,7 +77,8 @@ def compare_commit(recorder: Any, commit: Any, success: bool, declared: set[str]
 
             expected = recorder.store.array(r["key"], r["dtype"], r["shape"])
             got = snap_array(shell.user_ns, snap, mine["tensors"][position], t)
-            d = compare_arrays(got, expected) or {"index": None, "max_abs": 0.0, "max_ulp": 0}
+            d = compare_arrays(expected, got) or {"index": None, "max_abs": 0.0, "max_ulp": 0, "nan_appeared": 0,
+                                                  "nan_vanished": 0}
             where = name if len(rec_tensors) == 1 else f"{name} (tensor {position} of {len(rec_tensors)}, shape " \
                 f"{tuple(r['shape'])})"
             first_diverged = {"variable": name, "where": where, **d}
@@ -91,6 +94,8 @@ def compare_commit(recorder: Any, commit: Any, success: bool, declared: set[str]
         detail = f"diverged: {d['where']}"
         if d.get("index") is not None:
             detail += f" first differs at index {d['index']}, max abs {d['max_abs']:.6g}, max ULP {d['max_ulp']}"
+            nans = describe_nans(d["nan_appeared"], d["nan_vanished"])
+            detail += f", {nans}" if nans else ""
         elif d.get("why"):
             detail += f" ({d['why']})"
         return {"result": "diverged", "variable": d["variable"], "index": d.get("index"),

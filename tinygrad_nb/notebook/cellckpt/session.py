@@ -21,6 +21,7 @@ import xxhash
 from ...checkpoint import _capture_rng, _restore_rng
 from .snapshot import Restorer, Tracker, capture, recordable, restore_values
 from .store import DEFAULT_BUDGET, Commit, Store, encode_rng, notebook_name, raw_bytes
+from .trust import CheckpointStoreError, skeleton_digest
 
 OWN_MAGICS = ("tg_ckpt", "tg_log", "tg_checkout", "tg_undo", "tg_diff", "tg_replay")
 
@@ -152,6 +153,7 @@ class Recorder:
         blobs = snap.finish()
         manifest["skeleton"] = snap.skeleton_key
         manifest["skeleton_bytes"] = len(snap.skeleton)
+        manifest["skeleton_sha256"] = skeleton_digest(snap.skeleton)  # the signed manifest vouches for the pickle
         manifest["tensors"] = dict(snap.tensors)
         for var in manifest["variables"].values():
             keys = [snap.tensors[i]["key"] for i in var["tensors"]]
@@ -223,9 +225,22 @@ class Recorder:
             seq = commit.parent
         raise CheckpointRefError(f"commit #{first.seq} is not an ancestor of commit #{last.seq}")
 
+    # -- trust ------------------------------------------------------------------------------------------------------
+    def trust(self) -> tuple[list[int], dict[int, str]]:
+        """Sign this store's untrusted commits with this user's key (``%tg_ckpt trust``): the user accepts that their
+        pickles and cells may run. Returns ``(seqs now trusted, {seq: why it could not be})``."""
+        self.wait()
+        return self.store.trust()
+
     # -- checkout ---------------------------------------------------------------------------------------------------
     def checkout(self, commit: Commit | None, rng: str = "rng_after") -> dict[str, Any]:
-        """Put the namespace back to what it was after ``commit`` (None: an empty namespace). Returns a report."""
+        """Put the namespace back to what it was after ``commit`` (None: an empty namespace). Returns a report.
+
+        All or nothing: the skeleton, every blob it needs and the RNG states are read and verified, and every
+        variable unpickled into a fresh dict, before the namespace, the live tensors, the RNG states and HEAD
+        change. Raises :class:`~.trust.CheckpointTrustError` for a commit not signed with this user's key (nothing
+        is unpickled) and :class:`~.trust.CheckpointStoreError` for a damaged one (nothing changes).
+        """
         self.wait()
         ns = self.shell.user_ns
         hidden = set(getattr(self.shell, "user_ns_hidden", {}) or ())
@@ -234,41 +249,70 @@ class Recorder:
             for name in removed:
                 del ns[name]
             return {"restored": [], "removed": removed, "lost": {}, "failed": {}, "changed_tensors": 0}
-        m = commit.manifest
         store = self.store
-        skeleton = store.read_blob(m["skeleton"]).tobytes()
-        restorer = Restorer(m["tensors"], store.array, self.tracker, ns)
-        values, failed = restore_values(skeleton, m["variables"], restorer)
-        keep = set(m["variables"]) | set(m["lost"]) | set(m["code"])
+        store.require_trusted(commit)
+        # 1. read and verify everything; nothing outside this block changes
+        try:
+            m = commit.manifest
+            variables, tensors, lost, code = m["variables"], m["tensors"], dict(m["lost"]), m["code"]
+            _check_records(tensors)
+            state = store.rng(m.get(rng))
+            skeleton = store.skeleton(commit)
+            restorer = Restorer(tensors, store.array, self.tracker, ns)
+            values, failed = restore_values(skeleton, variables, restorer)
+            keep = set(variables) | set(lost) | set(code)
+        except CheckpointStoreError:
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
+            raise CheckpointStoreError(f"cell checkpoint store {store.root}: the manifest of commit #{commit.seq} "
+                                       f"is damaged ({type(e).__name__}: {e})") from None
+        # 2. switch: the RNG states first (the only step that can fail, and it is undone if it does)
+        if state:
+            before = _capture_rng()
+            try:
+                _restore_rng(state)
+            except (KeyError, TypeError, ValueError, IndexError, OverflowError) as e:
+                _restore_rng(before)
+                raise CheckpointStoreError(f"cell checkpoint store {store.root}: the {rng} RNG states of commit "
+                                           f"#{commit.seq} cannot be restored ({type(e).__name__}: {e})") from None
+        restorer.apply()
         removed = [n for n, v in list(ns.items()) if recordable(n, v, hidden) and n not in keep]
         for name in removed:
             del ns[name]
         ns.update(values)
-        state = store.rng(m.get(rng))
-        if state:
-            _restore_rng(state)
         self.head = commit.seq
-        lost = {n: info for n, info in m["lost"].items()}
         return {"restored": sorted(values), "removed": removed, "lost": lost, "failed": failed,
                 "changed_tensors": restorer.changed}
 
     # -- diff -------------------------------------------------------------------------------------------------------
     def diff(self, a: Commit, b: Commit) -> list[dict[str, Any]]:
+        """Which variables differ between commits ``a`` and ``b``: one row per added, removed or changed variable
+        (for tensors max abs / max ULP over the elements that are numbers in both, and NaNs that appeared or
+        vanished in ``where``). Both commits must be trusted (their skeletons may be unpickled)."""
         self.wait()
+        for commit in (a, b):
+            self.store.require_trusted(commit)
         va, vb = a.manifest["variables"], b.manifest["variables"]
         rows = []
         canonical: list[dict[str, str] | None] = []
+        skeletons: list[bytes] = []
+
+        def skeleton(which: int) -> bytes:
+            if not skeletons:
+                skeletons.extend(self.store.skeleton(c) for c in (a, b))
+            return skeletons[which]
 
         def same_canonical(name: str) -> bool:
             """fps are raw skeleton bytes, which depend on the identity of equal strings (see .canonical)."""
             from .canonical import CanonicalError, canonical_digests
 
             if not canonical:
-                try:
-                    canonical.extend(canonical_digests(self.store.read_blob(c.manifest["skeleton"]).tobytes(),
-                                                       c.manifest["variables"]) for c in (a, b))
-                except (CanonicalError, KeyError, IndexError, ValueError):
-                    canonical.extend([None, None])
+                for which, c in enumerate((a, b)):
+                    data = skeleton(which)
+                    try:
+                        canonical.append(canonical_digests(data, c.manifest["variables"]))
+                    except (CanonicalError, KeyError, IndexError, ValueError):
+                        canonical.append(None)
             return canonical[0] is not None and canonical[1] is not None and \
                 canonical[0].get(name) == canonical[1].get(name)
 
@@ -279,8 +323,8 @@ class Recorder:
             from .values import ValueComparer, load_values
 
             if not values:
-                values.extend(load_values(self.store.read_blob(c.manifest["skeleton"]).tobytes(),
-                                          c.manifest["variables"], self.shell.user_ns)[0] for c in (a, b))
+                values.extend(load_values(skeleton(which), c.manifest["variables"], self.shell.user_ns)[0]
+                              for which, c in enumerate((a, b)))
             if name not in values[0] or name not in values[1]:
                 return ""
             try:
@@ -301,7 +345,7 @@ class Recorder:
                 kb = [b.manifest["tensors"][i] for i in vb[name]["tensors"]]
                 if [r["key"] for r in ka] == [r["key"] for r in kb] and same_canonical(name):
                     continue
-                worst_abs, worst_ulp = 0.0, 0
+                worst_abs, worst_ulp, appeared, vanished = 0.0, 0, 0, 0
                 for ra, rb in zip(ka, kb):
                     if ra["key"] == rb["key"] or ra["shape"] != rb["shape"] or ra["dtype"] != rb["dtype"]:
                         continue
@@ -310,8 +354,10 @@ class Recorder:
                     d = compare_arrays(x, y)
                     if d is not None:
                         worst_abs, worst_ulp = max(worst_abs, d["max_abs"]), max(worst_ulp, d["max_ulp"])
+                        appeared, vanished = appeared + d["nan_appeared"], vanished + d["nan_vanished"]
                 if any(ra["key"] != rb["key"] for ra, rb in zip(ka, kb)) or len(ka) != len(kb):
-                    row.update(max_abs=f"{worst_abs:.6g}", max_ulp=str(worst_ulp))
+                    row.update(max_abs=f"{worst_abs:.6g}", max_ulp=str(worst_ulp),
+                               where=describe_nans(appeared, vanished))
                 else:  # the same tensors: something else in it changed
                     row["where"] = first_difference(name)
                 rows.append(row)
@@ -325,15 +371,17 @@ class Recorder:
 
         chain = self.chain(first, last)
         parent = self.store.commits.get(first.parent) if first.parent is not None else None
+        for commit in ([parent] if parent is not None else []) + chain:  # its cells run: all must be trusted
+            self.store.require_trusted(commit)
+        states = [self.store.rng(commit.manifest.get("rng_before")) for commit in chain]  # all read before any runs
         declared = self._declared_run_bound(parent)
         self.checkout(parent)
         results = []
         self.replaying = True
         try:
-            for commit in chain:
+            for commit, state in zip(chain, states):
                 m = commit.manifest
                 declared.update(declared_run_bound(m["cell"]["source"]))
-                state = self.store.rng(m.get("rng_before"))
                 if state:
                     _restore_rng(state)
                 outcome = self._run_as(m["cell"]["source"], commit.execution_count)
@@ -413,10 +461,16 @@ class Recorder:
 
 
 def compare_arrays(x: np.ndarray, y: np.ndarray) -> dict[str, Any] | None:
-    """First differing index, max abs and max ULP difference of two same-shape arrays; None when bitwise equal."""
+    """How two same-shape arrays differ; None when they are bitwise equal.
+
+    ``index``: the first element whose bytes differ; ``max_abs`` and ``max_ulp``: the largest absolute and ULP
+    difference over the differing elements that are numbers on both sides; ``nan_appeared`` / ``nan_vanished``: how
+    many elements are NaN in ``y`` but not in ``x`` / the reverse (a NaN has no distance to a number, so it is
+    counted, not measured).
+    """
     if x.shape != y.shape or x.dtype != y.dtype:
-        return {"index": None, "max_abs": math.inf, "max_ulp": -1, "why": f"{x.dtype}{list(x.shape)} vs "
-                f"{y.dtype}{list(y.shape)}"}
+        return {"index": None, "max_abs": math.inf, "max_ulp": -1, "nan_appeared": 0, "nan_vanished": 0,
+                "why": f"{x.dtype}{list(x.shape)} vs {y.dtype}{list(y.shape)}"}
     bx = np.ascontiguousarray(x).reshape(-1).view(np.uint8).reshape(x.size, -1) if x.size else x.reshape(0, 1)
     by = np.ascontiguousarray(y).reshape(-1).view(np.uint8).reshape(y.size, -1) if y.size else y.reshape(0, 1)
     differ = (bx != by).any(axis=1)
@@ -424,20 +478,52 @@ def compare_arrays(x: np.ndarray, y: np.ndarray) -> dict[str, Any] | None:
         return None
     flat = int(np.argmax(differ))
     index = tuple(int(i) for i in np.unravel_index(flat, x.shape)) if x.ndim else ()
+    fx, fy = x.reshape(-1), y.reshape(-1)
+    appeared = vanished = 0
+    measured = differ
+    if x.dtype.kind in "fc":
+        nan_x, nan_y = np.isnan(fx), np.isnan(fy)
+        appeared, vanished = int(np.count_nonzero(nan_y & ~nan_x)), int(np.count_nonzero(nan_x & ~nan_y))
+        measured = differ & ~(nan_x | nan_y)
+    wide = np.complex128 if x.dtype.kind == "c" else np.float64
     with np.errstate(all="ignore"):
-        fx, fy = x.astype(np.float64), y.astype(np.float64)
-        max_abs = float(np.nanmax(np.abs(fx - fy))) if x.size else 0.0
+        gaps = np.abs(fx[measured].astype(wide) - fy[measured].astype(wide))
+    max_abs = float(gaps.max()) if gaps.size else 0.0
     max_ulp = 0
-    if x.dtype.kind == "f":
+    if x.dtype.kind == "f" and gaps.size:
         itype = np.dtype(f"i{x.dtype.itemsize}")
-        ix = np.ascontiguousarray(x).view(itype).astype(np.int64)
-        iy = np.ascontiguousarray(y).view(itype).astype(np.int64)
+        ix = np.ascontiguousarray(fx[measured]).view(itype).astype(np.int64)
+        iy = np.ascontiguousarray(fy[measured]).view(itype).astype(np.int64)
         low = np.int64(np.iinfo(itype).min)
         with np.errstate(all="ignore"):
             ox = np.where(ix < 0, low - ix, ix)
             oy = np.where(iy < 0, low - iy, iy)
             max_ulp = int(np.abs(ox - oy).max())
-    return {"index": index, "max_abs": max_abs, "max_ulp": max_ulp}
+    return {"index": index, "max_abs": max_abs, "max_ulp": max_ulp, "nan_appeared": appeared,
+            "nan_vanished": vanished}
+
+
+def describe_nans(appeared: int, vanished: int) -> str:
+    """``nan appeared in 1 element; nan vanished from 2 elements`` (the parts that are not zero), or ``""``."""
+    parts = []
+    if appeared:
+        parts.append(f"nan appeared in {appeared} element{'' if appeared == 1 else 's'}")
+    if vanished:
+        parts.append(f"nan vanished from {vanished} element{'' if vanished == 1 else 's'}")
+    return "; ".join(parts)
+
+
+def _check_records(tensors: dict[str, dict[str, Any]]) -> None:
+    """Raise KeyError/TypeError for a tensor table that lacks what a restore reads (a damaged or renamed manifest),
+    before anything is built."""
+    for idx, record in tensors.items():
+        fields = ("kind", "key", "dtype", "shape") + (("cls", "device", "requires_grad") if record.get("kind") ==
+                                                       "tensor" else ())
+        missing = [f for f in fields if f not in record]
+        if missing:
+            raise KeyError(f"tensor record {idx!r} has no {', '.join(missing)}")
+        if record["kind"] not in ("tensor", "array", "buffer"):
+            raise TypeError(f"tensor record {idx!r} is of unknown kind {record['kind']!r}")
 
 
 def _is_code(value: Any) -> bool:

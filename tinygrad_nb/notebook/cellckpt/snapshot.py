@@ -33,6 +33,7 @@ import numpy as np
 from ...device import Device
 from ...tensor import Tensor
 from .store import blob_key, raw_bytes
+from .trust import CheckpointStoreError
 
 _SKIP_NAMES = {"In", "Out", "exit", "quit", "get_ipython", "open"}
 _CODE_TYPES = (types.ModuleType, types.FunctionType, types.BuiltinFunctionType, type, types.MethodType)
@@ -361,7 +362,12 @@ def _class(path: str) -> type:
 
 
 class Restorer:
-    """Builds tensors and arrays of a commit, reusing live tensors (same uid) whose bytes are already right."""
+    """Builds tensors and arrays of a commit, reusing live tensors (same uid) whose bytes are already right.
+
+    Building changes nothing that exists: what must change in a live tensor (its data, version counter, grad,
+    ``requires_grad``) and in the tracker is planned, and made by :meth:`apply` only once every variable has been
+    unpickled and every blob read and verified. A checkout that fails before that leaves everything as it was.
+    """
 
     def __init__(self, tensors: dict[str, dict[str, Any]], load: Any, tracker: Tracker | None,
                  user_ns: dict[str, Any]):
@@ -372,6 +378,8 @@ class Restorer:
         self.user_ns = user_ns
         self.built: dict[int, Any] = {}
         self.changed = 0
+        self._writes: list[Callable[[], None]] = []  # the planned changes, in the order they were planned
+        self._planned_data: dict[int, Any] = {}  # id(tensor) -> the data array it will hold
         self.members: dict[str, list[str]] = {}  # root record -> the records sharing its memory (itself included)
         for idx, record in tensors.items():
             view = record.get("view")
@@ -407,23 +415,44 @@ class Restorer:
             if not same:
                 self._set_data(t, record, view)
         else:
-            t = object.__new__(cls)
+            t = object.__new__(cls)  # new: nobody sees it before the switch, so it is built right away
             t.device, t._ctx, t._version, t._hooks, t._retains_grad = Device(record["device"]), None, [0, 0], None, False
-            self._set_data(t, record, view)
+            t.requires_grad, t.grad = False, None
+            self._set_data(t, record, view, fresh=True)
         self.built[uid] = t
         other = record.get("version_of")
         if other is not None and other in self.records:
             shared = self.get(other)
             if isinstance(shared, Tensor) and t._version is not shared._version:
-                t._version = shared._version
-                if self.tracker is not None:
-                    info = self.tracker.info(t)
-                    info.version = t.version  # its bytes are right (set or checked above)
-        t.requires_grad = record["requires_grad"]
-        t.grad = self.get(record["grad"]) if record.get("grad") is not None else None
+                self._writes.append(lambda: self._share_version(t, shared))
+        requires_grad = bool(record["requires_grad"])
+        grad = self.get(record["grad"]) if record.get("grad") is not None else None
+        self._writes.append(lambda: self._set_grad(t, requires_grad, grad))
         if self.tracker is not None and live is not t and record.get("uid") is not None:
-            self.tracker.info(t).uid = record["uid"]  # the rebuilt tensor takes over the recorded identity
+            recorded_uid = record["uid"]  # the rebuilt tensor takes over the recorded identity
+            self._writes.append(lambda: setattr(self.tracker.info(t), "uid", recorded_uid))
         return t
+
+    def apply(self) -> None:
+        """Make the planned changes to live tensors and the tracker: the switch, after everything was read."""
+        writes, self._writes = self._writes, []
+        for write in writes:
+            write()
+        self._planned_data.clear()
+
+    def _share_version(self, t: Tensor, shared: Tensor) -> None:
+        t._version = shared._version
+        if self.tracker is not None:
+            self.tracker.info(t).version = t.version  # its bytes are right (set or checked when planned)
+
+    @staticmethod
+    def _set_grad(t: Tensor, requires_grad: bool, grad: Any) -> None:
+        t.requires_grad = requires_grad
+        t.grad = grad
+
+    def _data(self, t: Tensor) -> Any:
+        """The data ``t`` holds once the planned changes are made."""
+        return self._planned_data.get(id(t), t.data)
 
     def _load(self, record: dict[str, Any]) -> np.ndarray:
         array = self.load(record["key"], record["dtype"], record["shape"])
@@ -463,7 +492,7 @@ class Restorer:
             return None
         root = self.get(view["root"])
         if isinstance(root, Tensor):
-            root = root.data
+            root = self._data(root)
         if type(root) is not np.ndarray:
             return None
         flat = root.ravel(order="K").view(np.uint8)
@@ -472,17 +501,26 @@ class Restorer:
         return np.ndarray(tuple(record["shape"]), np.dtype(record["dtype"]), buffer=flat, offset=view["offset"],
                           strides=tuple(view["strides"]))
 
-    def _set_data(self, t: Tensor, record: dict[str, Any], view: np.ndarray | None = None) -> None:
+    def _set_data(self, t: Tensor, record: dict[str, Any], view: np.ndarray | None = None,
+                  fresh: bool = False) -> None:
+        """Plan ``t``'s new data (read and moved to its device now; set by :meth:`apply`). ``fresh``: ``t`` is a
+        new tensor, which takes its data at once too."""
         device = Device(record["device"])
         array = view if view is not None and device.xp is np else self._load(record)
-        t.data = array if device.xp is np else device.xp.asarray(array)
-        t.device = device
-        t._bump_version()
-        t._ctx = None
+        data = array if device.xp is np else device.xp.asarray(array)
+        self._planned_data[id(t)] = data
+        if fresh:
+            t.data, t.device = data, device
         self.changed += 1
-        if self.tracker is not None:
-            info = self.tracker.info(t)
-            info.hashed(t.version, t.data, record["key"])
+        key = record["key"]
+
+        def write() -> None:
+            t.data, t.device, t._ctx = data, device, None
+            t._bump_version()
+            if self.tracker is not None:
+                self.tracker.info(t).hashed(t.version, t.data, key)
+
+        self._writes.append(write)
 
 
 class _Unpickler(pickle.Unpickler):
@@ -508,7 +546,11 @@ class _Unpickler(pickle.Unpickler):
 def unpickle_variables(skeleton: bytes, variables: dict[str, dict[str, Any]], tensor: Callable[[str, Any], Any],
                        user_ns: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
     """Unpickle every variable (in order, one memo), each tensor/array as ``tensor(kind, ident)`` gives it; return
-    ``(values, {name: why it could not be unpickled})``."""
+    ``(values, {name: why it could not be unpickled})``. A :class:`CheckpointStoreError` (a blob that cannot be read)
+    is raised, not counted as one variable's failure.
+
+    Unpickling runs code: ``skeleton`` must be this process's own capture or come from
+    :meth:`~.store.Store.skeleton`, which gives only the bytes of a commit signed with this user's key."""
     values: dict[str, Any] = {}
     failures: dict[str, str] = {}
     stream = io.BytesIO(skeleton)
@@ -517,6 +559,8 @@ def unpickle_variables(skeleton: bytes, variables: dict[str, dict[str, Any]], te
         stream.seek(var["start"])
         try:
             values[name] = unpickler.load()
+        except CheckpointStoreError:
+            raise  # a blob that cannot be read: the store is damaged, not this one variable
         except Exception as e:  # noqa: BLE001 - anything a class's __setstate__ may raise
             failures[name] = f"{type(e).__name__}: {e}"[:200]
     return values, failures

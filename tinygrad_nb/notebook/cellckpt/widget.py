@@ -7,7 +7,8 @@ The widget shows
   verdict above every replayed commit (``=`` bitwise, ``~`` outputs differ, ``x`` diverged);
 * a commit picker and the picked commit's details: its cell's source, which variables changed since its parent
   (with max abs / ULP differences for tensors, as ``%tg_diff``), what is lost, its last replay verdict;
-* a "check out" button that restores the namespace to after the picked commit, as ``%tg_checkout`` does, and redraws.
+* a "check out" button that restores the namespace to after the picked commit, as ``%tg_checkout`` does, and redraws
+  (a commit that is not trusted or is damaged is refused, with the reason in the status line).
 
 It is made of ipywidgets' own controls (no JavaScript of ours). Outside Jupyter ``%tg_log --widget`` prints the table.
 """
@@ -17,6 +18,7 @@ import html
 from typing import Any
 
 from ..widgets.figures import empty, render_png, style
+from .trust import CheckpointStoreError
 
 OK_COLOR, ERROR_COLOR, HEAD_COLOR = "#2ca02c", "#d62728", "#1f77b4"
 VERDICT_MARKS = {"bitwise": ("=", OK_COLOR), "outputs differ": ("~", "#ff7f0e"), "diverged": ("x", ERROR_COLOR)}
@@ -104,7 +106,11 @@ class HistoryBrowser:
         commit = self.rec.store.commits.get(self.picker.value)
         if commit is None:
             return
-        report = self.rec.checkout(commit)
+        try:
+            report = self.rec.checkout(commit)
+        except CheckpointStoreError as e:  # not trusted, or damaged: nothing changed
+            self.status.value = f"<span style='color:{ERROR_COLOR}'>{html.escape(str(e))}</span>"
+            return
         self.refresh(pick=commit.seq)
         self.status.value = "<br>".join(html.escape(line) for line in describe_checkout(commit, report))
 
@@ -120,15 +126,23 @@ class HistoryBrowser:
                  + f" · {len(m['variables'])} variable{'' if len(m['variables']) == 1 else 's'}",
                  f"<pre style='font-size:11px;max-height:14em;overflow:auto'>{html.escape(source)}</pre>"]
         parent = self.rec.store.commits.get(commit.parent) if commit.parent is not None else None
-        if parent is None:
+        if not commit.trusted or (parent is not None and not parent.trusted):
+            why = commit.untrusted if not commit.trusted else f"its parent #{parent.seq}: {parent.untrusted}"
+            parts.append(f"<span style='color:{ERROR_COLOR}'><b>not trusted:</b> {html.escape(why)} "
+                         "(%tg_ckpt trust accepts it)</span>")
+        elif parent is None:
             changed = ", ".join(sorted(m["variables"])) or "nothing"
             parts.append(f"<b>recorded:</b> {html.escape(changed)}")
         else:
-            rows = self.rec.diff(parent, commit)
-            changed = ", ".join(f"{r['variable']} {r['change']}" + (f" (max abs {r['max_abs']}, max ULP "
-                                                                     f"{r['max_ulp']})" if r["max_abs"] else "")
-                                + (f" ({r['where']})" if r["where"] else "") for r in rows) or "nothing"
-            parts.append(f"<b>changed since #{parent.seq}:</b> {html.escape(changed)}")
+            try:
+                rows = self.rec.diff(parent, commit)
+            except CheckpointStoreError as e:  # a damaged blob: say so instead of failing the widget
+                parts.append(f"<span style='color:{ERROR_COLOR}'>{html.escape(str(e))}</span>")
+            else:
+                changed = ", ".join(f"{r['variable']} {r['change']}" + (f" (max abs {r['max_abs']}, max ULP "
+                                                                         f"{r['max_ulp']})" if r["max_abs"] else "")
+                                    + (f" ({r['where']})" if r["where"] else "") for r in rows) or "nothing"
+                parts.append(f"<b>changed since #{parent.seq}:</b> {html.escape(changed)}")
         if m["lost"]:
             parts.append("<b>lost:</b> " + html.escape(", ".join(sorted(m["lost"]))))
         replay = next((r for r in self.rec.last_replay or [] if r.get("seq") == commit.seq), None)
