@@ -13,6 +13,12 @@ from tinygrad_nb.data import train
 PACKAGE_DATA = Path(datasets.__file__).parent
 
 
+@pytest.fixture(autouse=True)
+def _run_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each training run is recorded; into a temporary store, not ./.tinygrad_nb in the repository."""
+    monkeypatch.setenv("TINYGRAD_NB_RUNS_DB", str(tmp_path / "runs.db"))
+
+
 def run_train(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
     parser = argparse.ArgumentParser()
     train.add_arguments(parser)
@@ -64,6 +70,47 @@ def test_train_reports_bad_csv_without_traceback(capsys: pytest.CaptureFixture[s
     assert code == 2 and 'target column "why" not found' in err
     code, _, err = run_train(capsys, str(tmp_path / "nope.csv"), "--target", "y")
     assert code == 2 and err == f"error: {tmp_path / 'nope.csv'}: no such file\n"
+
+
+def test_train_error_hints_name_command_line_options(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    path.write_text("age,height,label\n30,1.8,a\n,1.6,b\n41,1.7,a\n")
+    code, out, err = run_train(capsys, str(path), "--target", "label")
+    assert code == 2 and out == ""
+    assert err == (f'error: {path}:3: column "age": missing value "" (use --missing drop_row, --missing mean or '
+                   "--fill VALUE to accept missing values)\n")
+    code, _, err = run_train(capsys, str(path), "--target", "height", "--task", "classification", "--fill", "0")
+    assert code == 2
+    assert err == ("error: target column 'height' is float; classification needs class labels (pass --task "
+                   "regression)\n")
+
+
+def test_train_fill_replaces_missing_values(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "people.csv"
+    rows = [f"{20 + i},{'' if i % 4 == 0 else 1.5 + i / 100},{'ab'[i % 2]}" for i in range(20)]
+    path.write_text("age,height,label\n" + "\n".join(rows) + "\n")
+    code, out, err = run_train(capsys, str(path), "--target", "label", "--fill", "0", "--epochs", "1")
+    assert code == 0 and err == ""
+    assert "20 rows, 2 features -> label (2 classes: a, b; classification); 16 train / 4 validation rows" in out
+    code, _, err = run_train(capsys, str(path), "--target", "label", "--fill", "none")
+    assert code == 2 and err == "error: read_csv: fill value 'none' does not fit column 'height' (float)\n"
+
+
+def test_train_without_validation_rows_reports_training_metrics_only(capsys: pytest.CaptureFixture[str]) -> None:
+    iris = str(PACKAGE_DATA / "iris.csv")
+    code, out, _ = run_train(capsys, iris, "--target", "species", "--epochs", "2", "--val-fraction", "0")
+    lines = out.splitlines()
+    assert code == 0 and lines[0].endswith("; 150 rows, none held out for validation")
+    assert re.fullmatch(r"epoch +2/2  loss \d\.\d{4}  train acc +\d+\.\d\d%", lines[2])
+    assert re.fullmatch(r"final: train accuracy \d+\.\d\d% \(150 rows\); no rows were held out for validation",
+                        lines[-1])
+    assert "val" not in out.replace("validation", "")
+    diabetes = str(PACKAGE_DATA / "diabetes.csv")
+    code, out, _ = run_train(capsys, diabetes, "--target", "progression", "--epochs", "1", "--val-fraction", "0")
+    assert code == 0 and re.fullmatch(r"epoch +1/1  loss \d+\.\d{4}  train RMSE [\d.]+  train R² -?\d\.\d{3}",
+                                      out.splitlines()[1])
+    assert re.fullmatch(r"final: train RMSE [\d.]+  train R² -?\d\.\d{3} \(442 rows\); no rows were held out for "
+                        r"validation", out.splitlines()[-1])
 
 
 def test_train_is_a_cli_subcommand(capsys: pytest.CaptureFixture[str]) -> None:

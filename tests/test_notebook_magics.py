@@ -439,6 +439,34 @@ def test_notebook_runs_the_magics_under_nbclient(tmp_path: Path) -> None:
         assert display[0].data["text/plain"].startswith("NaNTracer")
 
 
+def test_tg_hooks_names_cells_by_their_in_number_in_a_real_kernel(tmp_path: Path) -> None:
+    """docs/magics/tg_hooks.md's session in a Jupyter kernel: each row says the In [N] that the front end shows for
+    the owning cell, and a Profile is one row (its observer handle is its own part, released by Profile.stop)."""
+    nbformat = pytest.importorskip("nbformat")
+    nbclient = pytest.importorskip("nbclient")
+    pytest.importorskip("ipykernel")
+    hook_cell = "h = own(model.register_forward_hook(lambda m, a, out: None), label='print shapes')"
+    cells = ["%load_ext tinygrad_nb\nimport tinygrad_nb as tg\nfrom tinygrad_nb.notebook.ownership import own\n"
+             "model = tg.nn.Linear(4, 3)", hook_cell, "prof = own(tg.profile().start())", "%tg_hooks",
+             "%tg_hooks --clear", "print(len(model._forward_hooks), prof._handle)"]
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
+    nbclient.NotebookClient(nb, timeout=60, kernel_name="python3",
+                            resources={"metadata": {"path": str(tmp_path)}}).execute()
+    hook_count, prof_count = nb.cells[1].execution_count, nb.cells[2].execution_count
+    assert (hook_count, prof_count) == (2, 3)  # what the front end shows as In [2] and In [3]
+    assert nb.cells[3].outputs[0].text.splitlines() == [
+        "cell                                                                     key                   object",
+        "-----------------------------------------------------------------------  --------------------  ------------",
+        f"cell [{hook_count}] 'h = own(model.register_forward_hook(lambda m, a, out: None),'  "
+        "src:c5f689cc8b32942c  print shapes",
+        f"cell [{prof_count}] 'prof = own(tg.profile().start())'                              "
+        "src:e9f99d52535e2285  Profile",
+    ]
+    assert nb.cells[4].outputs[0].text == "released 2 owned object(s)\n"
+    assert nb.cells[5].outputs[0].text == "0 None\n"  # the hook is gone and the profile stopped
+
+
 def _widget_half_installed() -> bool:
     try:
         from tinygrad_nb.notebook import NaNTracer  # noqa: F401, PLC0415

@@ -102,6 +102,10 @@ class CellRegistry:
         entries = self.owned.setdefault(key, [])
         existing = next((entry for entry in entries if entry.obj is obj), None)
         if existing is None:
+            # A handle made inside obj (a Profile's or a tracer's observer handle, a widget's hooks) was owned
+            # automatically a moment ago; obj's own cleanup releases it, so it is obj's part, not a second row.
+            parts = _parts(obj)
+            entries[:] = [entry for entry in entries if not any(entry.obj is part for part in parts)]
             entries.append(Owned(obj, cleanup, label or type(obj).__name__))
         elif label is not None:  # owned automatically when it was created; the user's name is better
             existing.label = label
@@ -140,6 +144,22 @@ class CellRegistry:
     def auto_own(self, handle: Any) -> None:
         """Callback for the core's "handle created" lists (when the core has them): own every new handle."""
         self.own(handle)
+
+
+def _parts(obj: Any) -> list[Any]:
+    """The objects ``obj`` holds directly: its attribute values and the items of list, tuple and dict attributes."""
+    try:
+        values = list(vars(obj).values())
+    except TypeError:  # no __dict__ (ints, slotted objects)
+        return []
+    parts = []
+    for value in values:
+        parts.append(value)
+        if isinstance(value, (list, tuple)):
+            parts.extend(value)
+        elif isinstance(value, dict):
+            parts.extend(value.values())
+    return parts
 
 
 def _default_cleanup(obj: Any) -> Callable[[], Any]:
@@ -186,8 +206,15 @@ def post_run_cell(result: Any) -> None:
     info = getattr(result, "info", None)
     if info is None:
         registry.end_cell()
-    else:
-        registry.end_cell(getattr(info, "cell_id", None), getattr(info, "raw_cell", "") or "")
+        return
+    cell_id, raw_cell = getattr(info, "cell_id", None), getattr(info, "raw_cell", "") or ""
+    # The number IPython stored the cell under (its In [N]) is the result's; shell.execution_count, read in
+    # pre_run_cell, is the same in IPython 8 and 9 but is not a documented promise.
+    count = getattr(result, "execution_count", None)
+    cell = registry.cells.get(cell_key(cell_id, raw_cell))
+    if count is not None and cell is not None:
+        cell.execution_count = count
+    registry.end_cell(cell_id, raw_cell)
 
 
 def _shell() -> Any:
