@@ -16,6 +16,20 @@ from tinygrad_nb import device as device_module
 
 device_module.enable_sim_device()
 
+
+def pytest_report_header() -> list[str]:
+    """The BLAS kernel really in use (OPENBLAS_CORETYPE picks it; .ci/run runs the notebooks under several)."""
+    try:
+        from threadpoolctl import threadpool_info  # noqa: PLC0415 - a dev dependency, only for this line
+    except ImportError:
+        return []
+    import numpy  # noqa: F401, PLC0415 - threadpoolctl sees only the BLAS libraries already loaded
+
+    kernels = [f"{info['internal_api']} {info.get('architecture')}" for info in threadpool_info()
+               if info.get("user_api") == "blas"]
+    return [f"BLAS: {', '.join(kernels) or 'unknown'}"]
+
+
 DEVICES = ["cpu", "cpu:sim"] + (["cuda"] if device_module.is_cuda_available() else [])
 
 
