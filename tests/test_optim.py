@@ -735,3 +735,16 @@ def test_state_dict_copy_false_shares_the_live_state() -> None:
     copied = opt.state_dict()["state"][0]["momentum_buffer"]
     assert copied is not live and not np.shares_memory(copied.numpy(), live.numpy())
     assert opt.state_dict(copy=False)["param_groups"] == opt.state_dict()["param_groups"]
+
+
+@pytest.mark.parametrize("make", [lambda p: optim.SGD(p, lr=0.1, momentum=0.9), lambda p: optim.Adam(p, lr=0.1),
+                                  lambda p: optim.AdamW(p, lr=0.1)], ids=["sgd", "adam", "adamw"])
+def test_a_step_that_makes_nan_is_silent_like_pytorch(make: Any) -> None:
+    w = tg.tensor([1.0, 2.0], requires_grad=True)
+    opt = make([w])
+    w.grad = tg.tensor([float("nan"), float("inf")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a numpy RuntimeWarning would fail the test
+        opt.step()
+        opt.step()
+    assert not np.isfinite(w.numpy()).any()

@@ -12,9 +12,9 @@ from .device import Device, DeviceError, devices, get_default_device, is_cuda_av
 from .dtype import (bfloat16, bool_, double, float16, float32, float64, get_default_dtype, half, int8, int16, int32,
                     int64, long, set_default_dtype, short, uint8)
 from .random import fork_rng, get_rng_state, manual_seed, set_rng_state
-from .tensor import (RemovableHandle, Tensor, arange, cat, cumsum, empty, eye, from_dlpack, from_numpy, full, full_like,
-                     is_tensor, linspace, maximum, minimum, ones, ones_like, rand, rand_like, randint, randn,
-                     randn_like, randperm, stack, tensor, where, zeros, zeros_like)
+from .tensor import (RemovableHandle, Tensor, arange, cat, cumsum, empty, eye, floor_divide, from_dlpack, from_numpy, full,
+                     full_like, is_tensor, linspace, maximum, minimum, ones, ones_like, rand, rand_like, randint,
+                     randn, randn_like, randperm, stack, tensor, where, zeros, zeros_like)
 
 # Built on the core above (see DESIGN.md for the dependency direction).
 from . import data, datasets, nn, optim  # noqa: E402

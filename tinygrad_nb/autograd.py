@@ -40,6 +40,26 @@ _inplace_writes = 0  # in-place writes to any tensor so far: while unchanged, no
 _overrides = dispatch.overrides
 _observers = dispatch.observers
 
+# PyTorch returns inf and NaN silently; numpy warns (overflow, divide by zero, invalid value). Ops run with numpy's
+# floating-point errors ignored, as under ``np.errstate(all="ignore")``: ``quiet = _silence_numpy(_QUIET)``, then
+# ``_restore_numpy(quiet)``. In numpy 2 that state is a ContextVar, and setting it directly costs a tenth of entering
+# ``np.errstate``, which matters once per op. (numpy 1.x: ``np.seterr``, slower but the same effect.)
+try:
+    from numpy._core._multiarray_umath import _make_extobj
+    from numpy._core._ufunc_config import _extobj_contextvar
+
+    _QUIET: Any = _make_extobj(all="ignore")
+    _silence_numpy: Callable[[Any], Any] = _extobj_contextvar.set
+    _restore_numpy: Callable[[Any], Any] = _extobj_contextvar.reset
+except ImportError:  # pragma: no cover - numpy 1.x
+    _QUIET = "ignore"
+
+    def _silence_numpy(mode: Any) -> Any:
+        return np.seterr(all=mode)
+
+    def _restore_numpy(previous: Any) -> None:
+        np.seterr(**previous)
+
 
 class ShapeError(ValueError):
     """Operands whose shapes do not fit an op; the message names the op and the shapes."""
@@ -128,10 +148,13 @@ class Function:
             event = OpEvent("forward", cls.__name__, device, args, ctx=ctx)
             for obs in _observers:
                 obs.op_begin(event)
+        quiet = _silence_numpy(_QUIET)  # inf and NaN come out silently, as in PyTorch (see above)
         try:
             out = impl.forward(ctx, *arrays, **kwargs)
         except (ValueError, IndexError, TypeError) as e:
             raise _explain(cls, args, e) from e
+        finally:
+            _restore_numpy(quiet)
         result = Tensor._wrap(out, device)
         if cls.returns_view:  # also under no_grad: a write through the view is a write to its input
             result._version = args[0]._version
@@ -256,7 +279,18 @@ def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
 def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_graph: bool = False,
                  capture: Sequence[Tensor] | None = None) -> dict[int, Any]:
     """The backward engine. Accumulates into leaves' ``.grad`` unless ``capture`` is given, in which case the
-    gradients of those tensors are returned by ``id`` and no ``.grad`` is touched (``autograd.grad``)."""
+    gradients of those tensors are returned by ``id`` and no ``.grad`` is touched (``autograd.grad``).
+
+    The whole pass runs with numpy's floating-point warnings off, as every forward does (hooks included)."""
+    quiet = _silence_numpy(_QUIET)
+    try:
+        return _backward(roots, root_grads, retain_graph, capture)
+    finally:
+        _restore_numpy(quiet)
+
+
+def _backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_graph: bool,
+              capture: Sequence[Tensor] | None) -> dict[int, Any]:
     Tensor = _Tensor
     grads: dict[int, Any] = {}
     for r, g in zip(roots, root_grads):

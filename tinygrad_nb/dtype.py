@@ -7,7 +7,8 @@ precision).
 Promotion follows PyTorch rather than numpy where they differ:
 * a Python scalar never widens a tensor: ``float16_tensor * 2.5`` stays float16, ``int_tensor * 2`` stays int64;
 * an integer or bool tensor combined with a Python float becomes the default float dtype (float32);
-* two tensors promote by numpy's ``result_type`` (float32 + float64 -> float64, int32 + float32 -> float32... ).
+* two tensors: a floating dtype wins over an integer one (int64 + float32 -> float32); otherwise numpy's
+  ``result_type`` (float32 + float64 -> float64, int8 + uint8 -> int16).
 """
 from __future__ import annotations
 
@@ -92,9 +93,13 @@ def dtype_of_scalar(value: Any) -> DType:
 
 
 def result_type(a: DType, b: DType) -> DType:
-    """Promotion of two tensor dtypes (numpy rules, except bool+bool stays bool)."""
+    """Promotion of two tensor dtypes: a floating dtype wins over any integer or bool one (int64 + float32 ->
+    float32, as in PyTorch; numpy would say float64); otherwise numpy's rules (int8 + uint8 -> int16)."""
     if a == b:
         return a
+    a_float, b_float = is_floating(a), is_floating(b)
+    if a_float != b_float:
+        return a if a_float else b
     return np.result_type(a, b)
 
 

@@ -145,6 +145,8 @@ class Tensor:
         return self.data.ndim
 
     def size(self, dim: int | None = None) -> tuple[int, ...] | int:
+        if dim is not None and self.ndim == 0:
+            raise IndexError(f"Dimension specified as {dim} but tensor has no dimensions")
         return self.shape if dim is None else self.shape[_axis(dim, self.ndim)]
 
     def numel(self) -> int:
@@ -362,6 +364,12 @@ class Tensor:
         base = self if dtypes.is_floating(self.dtype) else self.float()
         return base._scalar_first(ops.Div, other)
 
+    def __floordiv__(self, other: Any) -> Tensor:
+        return self._binary(ops.FloorDivide, other)
+
+    def __rfloordiv__(self, other: Any) -> Tensor:
+        return self._scalar_first(ops.FloorDivide, other)
+
     def __pow__(self, other: Any) -> Tensor:
         return self._binary(ops.Pow, other)
 
@@ -401,6 +409,10 @@ class Tensor:
 
     def div(self, other: Any) -> Tensor:
         return self / other
+
+    def floor_divide(self, other: Any) -> Tensor:
+        """``self // other``: rounds toward minus infinity; integer division by zero raises; no gradient."""
+        return self // other
 
     def pow(self, exponent: Any) -> Tensor:
         return self ** exponent
@@ -613,7 +625,7 @@ class Tensor:
         axes, keep = _reduce_args(self, dim, keepdim, axis, keepdims)
         if _reduces_empty(self.shape, axes):
             raise ValueError(f"{name}: cannot reduce over an empty dimension of shape {self.shape}")
-        if axes is None:
+        if axes is None or self.ndim == 0:
             return ops.NoGradOp.apply(self.reshape(-1), name=name).long()
         if len(axes) != 1:
             raise ValueError(f"{name}: dim must be a single int, got {dim!r}")
@@ -629,10 +641,12 @@ class Tensor:
         return out if keep else out.reshape(_drop(out.shape, axes, self.ndim))
 
     def all(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
-        return ops.NoGradOp.apply(self, name="all", axis=dim, keepdims=keepdim)
+        axes, keep = _reduce_args(self, dim, keepdim, None, None)
+        return ops.NoGradOp.apply(self, name="all", axis=axes, keepdims=keep)
 
     def any(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
-        return ops.NoGradOp.apply(self, name="any", axis=dim, keepdims=keepdim)
+        axes, keep = _reduce_args(self, dim, keepdim, None, None)
+        return ops.NoGradOp.apply(self, name="any", axis=axes, keepdims=keep)
 
     def cumsum(self, dim: int) -> Tensor:
         """Running sum along ``dim`` (integers and bools sum as int64, as in PyTorch)."""
@@ -652,6 +666,7 @@ class Tensor:
         """x - logsumexp(x) along ``dim`` (one fused primitive, see ``ops.LogSoftmax``)."""
         x = self if dtypes.is_floating(self.dtype) else self.float()
         if x.ndim == 0:
+            _axis(dim, 0)  # checks: 0 and -1 only
             return x - x  # log_softmax of a single value is 0
         return ops.LogSoftmax.apply(x, _axis(dim, x.ndim))
 
@@ -666,6 +681,8 @@ class Tensor:
 
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> Tensor:
         if self.ndim == 0:
+            _axis(start_dim, 0)  # checks: 0 and -1 only
+            _axis(end_dim, 0)
             return self.reshape(1)
         s, e = _axis(start_dim, self.ndim), _axis(end_dim, self.ndim)
         return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1:]) if e >= s else self
@@ -695,7 +712,7 @@ class Tensor:
         if dim is None:
             return self.reshape(tuple(n for n in self.shape if n != 1))
         d = _axis(dim, self.ndim)
-        if self.shape[d] != 1:
+        if self.ndim == 0 or self.shape[d] != 1:
             return self
         return self.reshape(self.shape[:d] + self.shape[d + 1:])
 
@@ -847,6 +864,9 @@ class Tensor:
     def div_(self, other: Any) -> Tensor:
         return self._inplace_binary(ops.Div, other)
 
+    def floor_divide_(self, other: Any) -> Tensor:
+        return self._inplace_binary(ops.FloorDivide, other)
+
     def clamp_(self, min: Scalar | None = None, max: Scalar | None = None) -> Tensor:  # noqa: A002
         return self._inplace(ops.Clamp, min, max)
 
@@ -854,6 +874,7 @@ class Tensor:
     __isub__ = sub_
     __imul__ = mul_
     __itruediv__ = div_
+    __ifloordiv__ = floor_divide_
 
     def zero_(self) -> Tensor:
         return self.fill_(0)
@@ -987,6 +1008,8 @@ def _as_array(data: Any, dtype: np.dtype | None, device: Device) -> Any:
     xp = device.xp
     if dtype is None and isinstance(data, (list, tuple, int, float, bool)):
         probe = np.asarray(data)
+        if (probe.dtype == object or probe.dtype == np.uint64) and _check_python_ints(data, None):
+            probe = np.asarray(data, dtype=np.float64)  # ints beyond int64 next to a float: a float tensor
         if probe.dtype == object:
             raise TypeError(f"tensor: could not make a rectangular array from {_short(data)} (ragged nested lists?)")
         if probe.dtype.kind == "f":
@@ -1001,14 +1024,47 @@ def _as_array(data: Any, dtype: np.dtype | None, device: Device) -> Any:
     source = array_device(data) if hasattr(data, "__array__") or hasattr(data, "__cuda_array_interface__") else None
     if source is not None and source is not device and (source.type == "cuda" or device.type == "cuda"):
         data = transfer(data, source, device)
-    if xp is np:
-        array = np.asarray(data, dtype=dtype)
-    else:
-        with device.context():
-            array = xp.asarray(data, dtype=dtype)
+    quiet = autograd._silence_numpy(autograd._QUIET)  # a float beyond float16's range is inf, silently
+    try:
+        if xp is np:
+            array = np.asarray(data, dtype=dtype)
+        else:
+            with device.context():
+                array = xp.asarray(data, dtype=dtype)
+    except OverflowError:  # a Python int that does not fit the requested dtype
+        _check_python_ints(data, dtype)
+        raise
+    finally:
+        autograd._restore_numpy(quiet)
     if array.dtype == object:
         raise TypeError(f"tensor: unsupported data {_short(data)}")
     return array
+
+
+def _check_python_ints(data: Any, dtype: np.dtype | None) -> bool:
+    """PyTorch's errors for Python numbers that do not fit: an int beyond int64, or any value beyond an integer
+    ``dtype``. With ``dtype`` None (inferred) a float among them makes a float tensor, where any int fits: then
+    True is returned."""
+    numbers, stack = [], [data]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, (list, tuple)):
+            stack.extend(reversed(value))  # in reading order: the error names the first misfit
+        elif isinstance(value, (int, float)) and not isinstance(value, bool):
+            numbers.append(value)
+    if dtype is None and any(isinstance(v, float) for v in numbers):
+        return True
+    for v in numbers:
+        if isinstance(v, int) and not -2**63 <= v < 2**63:
+            raise ValueError(f"Overflow when unpacking long long: {v} does not fit in int64, the widest integer "
+                             "dtype (pass a float, or dtype=float64, for larger values)")
+    if dtype is not None and dtype.kind in "iu":
+        info = np.iinfo(dtype)
+        for v in numbers:
+            if not info.min <= v <= info.max:
+                raise RuntimeError(f"value cannot be converted to type {dtype.name} without overflow: {v} is "
+                                   f"outside [{info.min}, {info.max}]")
+    return False
 
 
 def _short(data: Any) -> str:
@@ -1017,10 +1073,11 @@ def _short(data: Any) -> str:
 
 
 def _axis(dim: Any, ndim: int) -> int:
-    d = int(dim)
-    if not -max(ndim, 1) <= d < max(ndim, 1):
-        raise IndexError(f"dim {dim} is out of range for a tensor with {ndim} dimension(s)")
-    return d % max(ndim, 1)
+    """``dim`` as an index in [0, ndim). As in PyTorch, a 0-d tensor accepts dim 0 and -1 (and gets 0)."""
+    d, n = int(dim), max(ndim, 1)
+    if not -n <= d < n:
+        raise IndexError(f"Dimension out of range (expected to be in range of [{-n}, {n - 1}], but got {dim})")
+    return d % n
 
 
 def _reduce_args(t: Tensor, dim: Any, keepdim: bool, axis: Any, keepdims: bool | None
@@ -1032,8 +1089,11 @@ def _reduce_args(t: Tensor, dim: Any, keepdim: bool, axis: Any, keepdims: bool |
     if dim is None:
         return None, keep
     dims = (dim,) if isinstance(dim, (int, np.integer)) else tuple(dim)
-    axes = tuple(sorted({_axis(d, t.ndim) for d in dims})) if t.ndim else ()
-    return axes, keep
+    axes = [_axis(d, t.ndim) for d in dims]  # checks the range, also on a 0-d tensor (which reduces nothing)
+    if len(set(axes)) != len(axes):
+        raise RuntimeError(f"dim {next(a for a in axes if axes.count(a) > 1)} appears multiple times in the list "
+                           "of dims")
+    return (tuple(sorted(axes)) if t.ndim else ()), keep
 
 
 def _count(shape: tuple[int, ...], axes: tuple[int, ...] | None) -> int:
@@ -1097,10 +1157,19 @@ def from_numpy(array: np.ndarray) -> Tensor:
 
 def _new(shape: Sequence[Any], fill: Callable[[Any, tuple[int, ...], np.dtype], Any], dtype: Any,
          device: str | Device | None, requires_grad: bool) -> Tensor:
+    """Every factory: ``fill(xp, shape, dtype)`` on the device, after PyTorch's check of the shape."""
     dev = Device(device)
     d = dtypes.to_dtype(dtype)
-    with dev.context():
-        array = fill(dev.xp, _shape_args(shape), d)
+    size = _shape_args(shape)
+    if size and min(size) < 0:
+        first = next(n for n in size if n < 0)
+        raise RuntimeError(f"Trying to create tensor with negative dimension {first}: {list(size)}")
+    quiet = autograd._silence_numpy(autograd._QUIET)  # full(3, 1e6, dtype=float16) is inf, silently
+    try:
+        with dev.context():
+            array = fill(dev.xp, size, d)
+    finally:
+        autograd._restore_numpy(quiet)
     t = Tensor._wrap(array, dev)
     return t.requires_grad_(True) if requires_grad else t
 
@@ -1126,6 +1195,9 @@ def full(shape: Sequence[int] | int, fill_value: Scalar, dtype: Any = None, devi
 
 def eye(n: int, m: int | None = None, dtype: Any = None, device: str | Device | None = None) -> Tensor:
     """The n x m identity matrix (m defaults to n)."""
+    for name, value in (("n", n), ("m", m)):
+        if value is not None and value < 0:
+            raise RuntimeError(f"{name} must be greater or equal to 0, got {value}")
     return _new((n, m if m is not None else n), lambda xp, s, d: xp.eye(s[0], s[1], dtype=d), dtype, device, False)
 
 
@@ -1134,6 +1206,12 @@ def arange(start: Scalar, end: Scalar | None = None, step: Scalar = 1, dtype: An
     """[start, end) in steps; integer arguments give int64, any float gives the default float dtype."""
     if end is None:
         start, end = 0, start
+    if step == 0:
+        raise RuntimeError("step must be nonzero")
+    if not all(math.isfinite(v) for v in (start, end)):
+        raise RuntimeError(f"unsupported range: {start} -> {end}")
+    if (end - start) * step < 0:  # PyTorch refuses an empty range that points the wrong way; numpy returns []
+        raise RuntimeError("upper bound and lower bound inconsistent with step sign")
     if dtype is None:
         floats = any(isinstance(v, float) for v in (start, end, step))
         dtype = dtypes.get_default_dtype() if floats else dtypes.int64
@@ -1142,6 +1220,8 @@ def arange(start: Scalar, end: Scalar | None = None, step: Scalar = 1, dtype: An
 
 def linspace(start: float, end: float, steps: int, dtype: Any = None, device: str | Device | None = None) -> Tensor:
     """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
+    if steps < 0:
+        raise RuntimeError("number of steps must be non-negative")
     return _new((), lambda xp, s, d: xp.linspace(start, end, steps, dtype=d), dtype, device, False)
 
 
@@ -1162,7 +1242,7 @@ def randint(low: int, high: int, size: Sequence[int], dtype: Any = None, device:
 
 
 def randperm(n: int, device: str | Device | None = None) -> Tensor:
-    return _new((), lambda xp, s, d: default_generator.randperm(n, xp), dtypes.int64, device, False)
+    return _new((n,), lambda xp, s, d: default_generator.randperm(s[0], xp), dtypes.int64, device, False)
 
 
 def _like(maker: Callable[..., Tensor], t: Tensor, dtype: Any, device: Any, requires_grad: bool) -> Tensor:
@@ -1231,6 +1311,12 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
 def cumsum(input: Tensor, dim: int) -> Tensor:  # noqa: A002 - PyTorch's name
     """Running sum of ``input`` along ``dim`` (``torch.cumsum``); see :meth:`Tensor.cumsum`."""
     return input.cumsum(dim)
+
+
+def floor_divide(input: Tensor | Scalar, other: Tensor | Scalar) -> Tensor:  # noqa: A002 - PyTorch's name
+    """``input // other`` elementwise (``torch.floor_divide``): rounds toward minus infinity, PyTorch's type
+    promotion; integer division by zero raises, float gives +-inf or NaN; not differentiable."""
+    return input // other
 
 
 def where(condition: Tensor | Any, x: Tensor | Scalar, y: Tensor | Scalar) -> Tensor:

@@ -1,14 +1,14 @@
 """The op table: one ``Function`` per primitive. Everything else in tinygrad_nb is composed from these."""
-from .elementwise import (Abs, Add, Cast, Clamp, Div, Exp, Gelu, Log, Maximum, Minimum, Mul, Neg, NoGradOp, Pow, Relu,
-                          Sigmoid, Sqrt, Sub, Tanh, Where, unbroadcast)
+from .elementwise import (Abs, Add, Cast, Clamp, Div, Exp, FloorDivide, Gelu, Log, Maximum, Minimum, Mul, Neg,
+                          NoGradOp, Pow, Relu, Sigmoid, Sqrt, Sub, Tanh, Where, unbroadcast)
 from ..autograd import ShapeError
 from .matmul import Linear, Matmul
 from .movement import Cat, Expand, GetItem, Pad, Permute, Reshape
 from .nn import Unfold
 from .reduce import CrossEntropy, Cumsum, LogSoftmax, Max, Sum
 
-PRIMITIVES = (Add, Sub, Mul, Div, Pow, Maximum, Minimum, Where, Neg, Exp, Log, Sqrt, Tanh, Sigmoid, Relu, Gelu, Abs,
-              Clamp, Cast, Sum, Max, Cumsum, LogSoftmax, CrossEntropy, Reshape, Permute, Expand, GetItem, Cat, Pad,
-              Matmul, Linear, Unfold, NoGradOp)
+PRIMITIVES = (Add, Sub, Mul, Div, FloorDivide, Pow, Maximum, Minimum, Where, Neg, Exp, Log, Sqrt, Tanh, Sigmoid,
+              Relu, Gelu, Abs, Clamp, Cast, Sum, Max, Cumsum, LogSoftmax, CrossEntropy, Reshape, Permute, Expand,
+              GetItem, Cat, Pad, Matmul, Linear, Unfold, NoGradOp)
 
 __all__ = [op.__name__ for op in PRIMITIVES] + ["PRIMITIVES", "ShapeError", "unbroadcast"]

@@ -8,8 +8,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import numpy as np
-
 from ..autograd import Context, Function
 
 
@@ -118,11 +116,29 @@ class Pow(Function):
         need_a, need_b = ctx.needs_input_grad
         xp = ctx.xp
         da = unbroadcast(g * b * a ** (b - 1), a.shape) if need_a else None
-        db = None
-        if need_b:
-            with np.errstate(divide="ignore", invalid="ignore"):
-                db = unbroadcast(g * out * xp.log(a), b.shape)
+        db = unbroadcast(g * out * xp.log(a), b.shape) if need_b else None  # log(a < 0) is NaN, silently
         return da, db
+
+
+class FloorDivide(Function):
+    """out = floor(a / b), Python's ``//`` (rounds toward minus infinity; the remainder takes b's sign).
+
+    Not differentiable, as in PyTorch: the graph is recorded (the result requires grad when an input does), but
+    backward refuses (the true derivative is 0 between the jumps and undefined at them). Integer division by zero
+    raises PyTorch's RuntimeError; floats give +-inf or NaN. bool // bool is not implemented, as in PyTorch.
+    """
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, b: Any) -> Any:
+        if a.dtype.kind == "b":  # Tensor._binary has promoted: a bool here means bool // bool
+            raise NotImplementedError("\"floor_divide\" not implemented for 'Bool'")
+        if a.dtype.kind in "iu" and bool((ctx.xp.asarray(b) == 0).any()):
+            raise RuntimeError("ZeroDivisionError: integer floor_divide by zero")
+        return ctx.xp.floor_divide(a, b)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
+        raise RuntimeError("derivative for floor_divide is not implemented")
 
 
 class Maximum(Function):

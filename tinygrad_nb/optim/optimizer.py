@@ -65,14 +65,17 @@ class Optimizer:
             self.add_param_group(group)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
-        """Wrap each subclass's ``step`` so calling it records ``_opt_called`` (one attribute store per step)."""
+        """Wrap each subclass's ``step`` so calling it records ``_opt_called`` (one attribute store per step) and runs
+        with numpy's floating-point warnings off: like PyTorch's, and like every op, a step that makes inf or NaN does
+        so silently (the NaN tracer and ``debug.Guard`` are how to find it)."""
         super().__init_subclass__(**kwargs)
         step = cls.__dict__.get("step")
         if step is not None and not getattr(step, "_records_call", False):
             @functools.wraps(step)
             def recorded_step(self: Optimizer, *args: Any, **kw: Any) -> Any:
                 self._opt_called = True
-                return step(self, *args, **kw)
+                with np.errstate(all="ignore"):
+                    return step(self, *args, **kw)
 
             recorded_step._records_call = True  # type: ignore[attr-defined]
             cls.step = recorded_step  # type: ignore[method-assign]
