@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .fastparse import NotFast, NumericBlock
+from .fastparse import UNSIGNED_NUMBER, NotFast, NumericBlock
 
 try:
     import pyarrow as pa
@@ -46,7 +46,7 @@ except ImportError:  # optional: without it the numpy parser does the work
 BLOCK_BYTES = 1 << 20  # Arrow's unit of parallel work; 1 MB was fastest on 50 MB (256 KB - 16 MB tried)
 SAMPLE_BYTES = 1 << 16  # a file with text in its first 64 KB is refused after reading just those
 BOM = b"\xef\xbb\xbf"
-PLAIN_NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?)\s*")
+PLAIN_NUMBER = re.compile(rf"\s*+[+-]?+{UNSIGNED_NUMBER}\s*+")  # (never backtracks: see fastparse)
 INTEGER_TEXT = r"^[ \t]*[+-]?[0-9]+[ \t]*$"  # what the numpy parser calls an integer, among fields Arrow accepts
 REFUSED = b'"(xX'  # quotes; nan(...) payloads; hexadecimal integers
 

@@ -45,9 +45,16 @@ POW10_LONG = np.array([np.longdouble(10) ** k for k in range(28)])  # exact long
 LONG_DOUBLE_IS_X87 = np.finfo(np.longdouble).nmant == 63 and np.dtype(np.longdouble).itemsize == 16 \
     and np.little_endian
 
-NUMBER = re.compile(r"\s*[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf|infinity|nan)\s*", re.IGNORECASE)
-INTEGER = re.compile(r"\s*[+-]?\d+\s*")
+# The number syntax, for the regexes here and in reader/arrowparse. Each character can be matched one way only and
+# the quantifiers are possessive, so a match never backtracks: the time is linear in the text. (The earlier
+# r"\d+\.?\d*" let the engine try every split of a digit run between the two quantifiers: quadratic time on a long
+# run of digits that does not end a number, over 100 s for a 100 KB field.)
+UNSIGNED_NUMBER = r"(?:\d++(?:\.\d*+)?+|\.\d++)(?:[eE][+-]?+\d++)?+"  # 12  12.  12.5  .5  each maybe with e-3
+SPECIAL_NUMBER = r"inf(?:inity)?|nan"  # (with re.IGNORECASE)
+NUMBER = re.compile(rf"\s*+[+-]?+(?:{UNSIGNED_NUMBER}|{SPECIAL_NUMBER})\s*+", re.IGNORECASE)
+INTEGER = re.compile(r"\s*+[+-]?+\d++\s*+")
 INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+INT64_DIGITS = 19  # an integer with more significant digits does not fit in int64
 
 
 class NotFast(Exception):
@@ -69,6 +76,10 @@ class NumericBlock:
 
 ENGINES = ("auto", "arrow", "numpy")
 ENGINE = "auto"  # the default for parse_numeric: "auto" (pyarrow when installed, else numpy), "arrow" or "numpy"
+# pyarrow costs about 30 us per column whatever the rows (3 s for 100,000 columns), the numpy parser about 10 ns per
+# byte: "auto" leaves wide files with few bytes per column to the numpy parser
+ARROW_MIN_BYTES_PER_COLUMN = 4096
+ARROW_ANY_SIZE_COLUMNS = 64  # up to this many columns pyarrow's overhead (a few ms) does not matter
 
 
 def parse_numeric(data: bytes, start: int, ncols: int, delimiter: str, na_values: AbstractSet[str] = frozenset(),
@@ -76,8 +87,9 @@ def parse_numeric(data: bytes, start: int, ncols: int, delimiter: str, na_values
                   float_columns: Collection[int] | None = None) -> NumericBlock:
     """Parse the rows in ``data[start:]`` (no header) of ``ncols`` numbers each; raises NotFast for anything else.
 
-    ``engine`` (default: the module's ``ENGINE``): "auto" tries the pyarrow parser when pyarrow is installed and the
-    numpy parser when that one gives up; "arrow" only the pyarrow parser; "numpy" only the numpy parser. Both
+    ``engine`` (default: the module's ``ENGINE``): "auto" tries the pyarrow parser when pyarrow is installed (and the
+    file has at most 64 columns or 4 KB of rows per column) and the numpy parser when that one gives up or is not
+    tried; "arrow" only the pyarrow parser; "numpy" only the numpy parser. Both
     give the same block for every file they both read (the pyarrow parser's arrays are column-major).
     ``float_columns`` (None: all) are the columns whose floats the caller uses even if they are int columns; in the
     others the pyarrow parser may read an int ``-0`` as 0.0 rather than -0.0 (the ints are the same).
@@ -85,7 +97,8 @@ def parse_numeric(data: bytes, start: int, ncols: int, delimiter: str, na_values
     engine = ENGINE if engine is None else engine
     if engine not in ENGINES:
         raise ValueError(f"parse_numeric: engine must be one of {ENGINES}, got {engine!r}")
-    if engine != "numpy":
+    wide = ncols > ARROW_ANY_SIZE_COLUMNS and len(data) - start < ncols * ARROW_MIN_BYTES_PER_COLUMN
+    if engine == "arrow" or (engine == "auto" and not wide):
         from . import arrowparse  # (imports this module: not at the top)
         if arrowparse.available():
             try:
@@ -360,10 +373,25 @@ def _field_end(tok_end: np.ndarray, first_tok: np.ndarray, k: int, ntok: int) ->
 
 
 def _parse_text(s: str) -> tuple[float, int | None]:
-    """A field the vectorized path could not do: its float value and, if written as an integer, its int value."""
+    """A field the vectorized path could not do: its float value and, if written as an integer that fits in int64,
+    its int value (an integer beyond int64 makes its column float, as in the careful path)."""
     if INTEGER.fullmatch(s):
-        as_int = int(s)
-        return float(s), as_int if INT64_MIN <= as_int <= INT64_MAX else None  # (float(as_int) overflows)
+        return float(s), int64_value(s)  # (float(s), not float(int): a huge integer is inf, not an OverflowError)
     if NUMBER.fullmatch(s):
         return float(s), None
     raise NotFast(f"not a number: {s!r}")
+
+
+def int64_value(text: str) -> int | None:
+    """The value of ``text``, written as an integer (``[+-]?digits``, spaces around allowed), if it fits in int64,
+    else None.
+
+    Texts of more than 19 significant digits are ruled out by their length: ``int()`` never sees them, as it refuses
+    more than 4,300 digits (``ValueError``) and takes time quadratic in the length below that.
+    """
+    text = text.strip()
+    digits = text.lstrip("+-").lstrip("0")
+    if len(digits) > INT64_DIGITS:
+        return None
+    value = -int(digits or "0") if text.startswith("-") else int(digits or "0")
+    return value if INT64_MIN <= value <= INT64_MAX else None

@@ -23,12 +23,14 @@ column by ``missing``: ``"error"`` (the default), ``"drop_row"``, ``"mean"`` or 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
 import io
 import os
 import re
+import threading
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,11 +46,12 @@ SNIFF_DELIMITERS = (",", "\t", ";", "|")
 BOM = b"\xef\xbb\xbf"
 ASCII_COMPATIBLE = {"utf-8", "ascii", "iso8859-1", "cp1252"}
 
-NUMBER = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?|inf|infinity|nan)", re.IGNORECASE)
-PLAIN_NUMBER = re.compile(r"[+-]?(\d+\.?\d*([eE][+-]?\d+)?|\.\d+([eE][+-]?\d+)?)")  # what fastparse reads directly
+# (the number regexes never backtrack, so matching is linear in the text: see fastparse.UNSIGNED_NUMBER)
+NUMBER = re.compile(rf"[+-]?+(?:{fastparse.UNSIGNED_NUMBER}|{fastparse.SPECIAL_NUMBER})", re.IGNORECASE)
+PLAIN_NUMBER = re.compile(rf"[+-]?+{fastparse.UNSIGNED_NUMBER}")  # what fastparse reads directly
 NUMBER_CHARS = re.compile(r"[^0-9eE+\-.\sinfINFtyTYaA]")  # a character that can never be part of a number
 FLOAT_CHARS = re.compile(r"[.eEnNiI]")  # a number without these is written as an integer
-INTEGER = re.compile(r"[+-]?\d+")
+INTEGER = re.compile(r"[+-]?+\d++")
 DATE = re.compile(r"\d{4}-\d{2}-\d{2}([ T]\d{2}:\d{2}(:\d{2}(\.\d{1,9})?)?)?")
 BOOL_WORDS = {"true": True, "false": False}
 BOOL_WORDS_DECLARED = {**BOOL_WORDS, "1": True, "0": False, "yes": True, "no": False, "t": True, "f": False,
@@ -95,11 +98,12 @@ def read_csv(path: str | os.PathLike[str] | Any, target: str | None = None,
     na = frozenset(v.strip() for v in na_values)
     options = _Options(name, target, dict(dtypes or {}), na, missing, fill, parse_dates, collector)
 
-    block = None
-    if _fast_path_allowed(options, encoding, head):
-        block = _read_fast(data, delimiter, header, encoding, options)
-    if block is None:
-        block = _read_careful(data, delimiter, header, encoding, options)
+    with _csv_fields_up_to(len(data)):  # a field may be as long as the file
+        block = None
+        if _fast_path_allowed(options, encoding, head):
+            block = _read_fast(data, delimiter, header, encoding, options)
+        if block is None:
+            block = _read_careful(data, delimiter, header, encoding, options)
     return _finish(block, options)
 
 
@@ -150,6 +154,35 @@ def _read_source(path: Any) -> tuple[str, bytes]:
         content = f.read()
     record_file(name, content, stat)
     return name, content
+
+
+_field_limit_lock = threading.Lock()
+_field_limit_users = 0  # read_csv calls in _csv_fields_up_to now
+_field_limit_saved = 0  # the limit before the first of them
+
+
+@contextlib.contextmanager
+def _csv_fields_up_to(length: int) -> Iterator[None]:
+    """Let the ``csv`` module read fields of up to ``length`` characters inside the block.
+
+    Its limit (``csv.field_size_limit()``, 131,072 by default) is one setting for the whole process, so it is raised
+    (never lowered) while any ``read_csv`` runs and put back when the last one ends. A file cannot hold a field
+    longer than itself, so no field of a file read whole is refused: a long text field is read like any other, and a
+    quote that is never closed is reported as that, at the line where it opens.
+    """
+    global _field_limit_users, _field_limit_saved
+    with _field_limit_lock:
+        if _field_limit_users == 0:
+            _field_limit_saved = csv.field_size_limit()
+        _field_limit_users += 1
+        csv.field_size_limit(max(csv.field_size_limit(), min(length + 1, 2 ** 31 - 1)))  # (a C long may be 32 bits)
+    try:
+        yield
+    finally:
+        with _field_limit_lock:
+            _field_limit_users -= 1
+            if _field_limit_users == 0:
+                csv.field_size_limit(_field_limit_saved)
 
 
 def sniff_delimiter(sample: str) -> str:
@@ -213,21 +246,40 @@ def _check_names(names: list[str], header_line: int | None, options: _Options) -
             raise CSVError([CSVProblem(options.file, header_line, None, None, unknown_column(kind, column, names))])
 
 
-def _column_names(fields: list[str], file: str, warn: bool = True) -> list[str]:
-    """Header fields as names: empty ones become column_<n>, repeated ones get a suffix (with a warning)."""
+def _unique_names(fields: list[str]) -> tuple[list[str], list[tuple[int, str, str]]]:
+    """Header fields as names, and the renamed ones as (field number, name in the header, new name).
+
+    Empty fields become column_<n>; a repeated name gets the first suffix ``_2``, ``_3``, ... that makes a name
+    neither taken by an earlier field nor written in the header. Linear in the number of fields: the names are kept
+    in sets, and each repeated name remembers the next suffix to try (a suffix found taken stays taken, since names
+    are only ever added), so over the whole header every name is passed over at most once.
+    """
+    wanted = [field.strip() or f"column_{i}" for i, field in enumerate(fields, start=1)]
+    in_header = set(wanted)
+    taken: set[str] = set()
+    next_suffix: dict[str, int] = {}
     names: list[str] = []
-    for i, field in enumerate(fields, start=1):
-        candidate = field.strip() or f"column_{i}"
-        if candidate in names:
-            base, k = candidate, 2
-            while f"{base}_{k}" in names or f"{base}_{k}" in fields:
+    renamed: list[tuple[int, str, str]] = []  # (field number, name in the header, new name)
+    for i, name in enumerate(wanted, start=1):
+        if name in taken:
+            k = next_suffix.get(name, 2)
+            while f"{name}_{k}" in taken or f"{name}_{k}" in in_header:
                 k += 1
-            if warn:
-                warnings.warn(f"{file}: column name {quote(base)} appears more than once; field {i} is called "
-                              f"{quote(f'{base}_{k}')}", stacklevel=4)
-            candidate = f"{base}_{k}"
-        names.append(candidate)
-    return names
+            next_suffix[name] = k + 1
+            renamed.append((i, name, f"{name}_{k}"))
+            name = f"{name}_{k}"
+        taken.add(name)
+        names.append(name)
+    return names, renamed
+
+
+def _warn_renamed(file: str, renamed: list[tuple[int, str, str]]) -> None:
+    """One warning for all the renamed header fields, naming the first (a header of 20,000 "a" gives one line)."""
+    if renamed:
+        i, name, new = renamed[0]
+        more = f" ({len(renamed) - 1} more repeated names get suffixes the same way)" if len(renamed) > 1 else ""
+        warnings.warn(f"{file}: column name {quote(name)} appears more than once; field {i} is called {quote(new)}"
+                      f"{more}", stacklevel=4)  # (the caller of read_csv)
 
 
 # -- the fast path ------------------------------------------------------------------------------------------------
@@ -254,7 +306,7 @@ def _read_fast(data: bytes, delimiter: str, header: bool, encoding: str, options
             fields = next(csv.reader([line.decode(encoding)], delimiter=delimiter))
         except UnicodeDecodeError:
             return None
-        names = _column_names(fields, options.file, warn=False)
+        names, renamed = _unique_names(fields)
         body_start = end + (2 if data[end:end + 2] == b"\r\n" else 1)
         header_line = 1
     if body_start >= len(data) or data[body_start:body_start + 4096].isspace():
@@ -272,7 +324,7 @@ def _read_fast(data: bytes, delimiter: str, header: bool, encoding: str, options
     except fastparse.NotFast:
         return None
     if header:
-        names = _column_names(fields, options.file)  # again, now warning about repeated names
+        _warn_renamed(options.file, renamed)  # (only now: the careful path warns itself)
     first_line = 2 if header else 1
     columns = {}
     for j, name in enumerate(names):
@@ -320,7 +372,8 @@ def _read_careful(data: bytes, delimiter: str, header: bool, encoding: str, opti
             continue  # a blank line
         if names is None:
             if header:
-                names, header_line = _column_names(row, file), start
+                (names, renamed), header_line = _unique_names(row), start
+                _warn_renamed(file, renamed)
                 _check_names(names, header_line, options)
                 continue
             names = [f"column_{i}" for i in range(1, len(row) + 1)]
@@ -459,13 +512,28 @@ def _numbers(texts: list[str], kind: str) -> tuple[np.ndarray, str, None] | _Bad
         floats = np.fromiter(map(float, texts), dtype=np.float64, count=len(texts))
     if kind == "float" or (kind == "number" and FLOAT_CHARS.search(joined)):
         return floats, "float", None
+    ints = _int64s(texts)
+    if ints is not None:
+        return ints, "int", None
+    if kind == "int":
+        big = [i for i, t in enumerate(texts) if fastparse.int64_value(t) is None]
+        return _Bad(np.array(big), "an integer that fits in 64 bits")
+    return floats, "float", None  # integers beyond int64 (beyond float64 too: inf, as float() reads them)
+
+
+def _int64s(texts: list[str]) -> np.ndarray | None:
+    """The values of texts written as integers, or None when one does not fit in int64.
+
+    ``int()`` only sees texts of at most 19 significant digits: it refuses more than 4,300 digits (``ValueError``)
+    and takes time quadratic in the length below that; longer texts are ruled out by their length.
+    """
+    if texts and max(map(len, texts)) > fastparse.INT64_DIGITS + 1:  # (+1: a sign) some long text: look closer
+        values = [fastparse.int64_value(t) for t in texts]
+        return None if None in values else np.array(values, dtype=np.int64)
     try:
-        return np.fromiter(map(int, texts), dtype=np.int64, count=len(texts)), "int", None
+        return np.fromiter(map(int, texts), dtype=np.int64, count=len(texts))
     except OverflowError:
-        if kind == "int":
-            big = [i for i, t in enumerate(texts) if not -2 ** 63 <= int(t) < 2 ** 63]
-            return _Bad(np.array(big), "an integer that fits in 64 bits")
-        return floats, "float", None
+        return None
 
 
 def _bools(texts: list[str], words: dict[str, bool]) -> tuple[np.ndarray, str, None] | _Bad:
@@ -575,21 +643,22 @@ def _finish(block: _Block, options: _Options) -> Table:
         if column.missing is not None and policies[name] == "drop_row":
             keep &= ~column.missing
     data, types, vocabularies, missing_counts = {}, {}, {}, {}
+    keep_all = bool(keep.all())
     for name in block.names:
         column = block.columns[name]
         if column.missing is not None and isinstance(policies[name], tuple):
             _fill(name, column, policies[name][1])
         elif column.missing is not None and policies[name] == "mean":
             _fill_mean(name, column, keep)
-        data[name] = column.data if keep.all() else column.data[keep]
-        if column.vocabulary is not None and not keep.all():  # only the categories of the rows kept
+        data[name] = column.data if keep_all else column.data[keep]
+        if column.vocabulary is not None and not keep_all:  # only the categories of the rows kept
             used, data[name] = np.unique(data[name], return_inverse=True)
             column.vocabulary = [column.vocabulary[i] for i in used]
         types[name] = column.kind
         if column.vocabulary is not None:
             vocabularies[name] = column.vocabulary
         missing_counts[name] = 0 if column.missing is None else int(column.missing.sum())
-    if not keep.all() and not keep.any():
+    if not keep_all and not keep.any():
         warnings.warn(f"{options.file}: every row has a missing value in a drop_row column; the table is empty",
                       stacklevel=3)
     return Table(data, types, vocabularies, missing_counts, options.file, options.target)
