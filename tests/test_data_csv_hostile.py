@@ -468,3 +468,13 @@ def test_fuzzed_files_read_or_raise_csverror_in_linear_time(tmp_path: Path) -> N
     elapsed = time.perf_counter() - start
     assert outcomes["table"] > 300 and outcomes["error"] > 300  # the corpus exercises both outcomes
     assert elapsed < budget, f"{len(files)} files, {total_bytes:,} bytes: {elapsed:.1f} s (budget {budget:.0f} s)"
+
+
+def test_an_unknown_target_in_a_wide_file_lists_a_few_columns(tmp_path: Path) -> None:
+    path = tmp_path / "wide.csv"
+    path.write_text(",".join(f"c{i}" for i in range(1000)) + "\n" + ",".join("1" * 1000) + "\n")
+    with pytest.raises(CSVError) as info:
+        read_csv(path, target="nope")
+    message = str(info.value)
+    assert 'target column "nope" not found' in message
+    assert "(columns: c0, c1, " in message and "c29, ... (970 more))" in message and "c30," not in message

@@ -95,6 +95,9 @@ def quote(text: str, limit: int = 60) -> str:
     return json.dumps(text, ensure_ascii=False)
 
 
+COLUMNS_LISTED = 30  # a wide file's message names this many columns, not 100,000
+
+
 def unknown_column(kind: str, name: str, available: Sequence[str]) -> str:
     """'target column "spcies" not found; did you mean "species"? (columns: a, b, species)'."""
     message = f"{kind} {quote(name)} not found"
@@ -103,4 +106,6 @@ def unknown_column(kind: str, name: str, available: Sequence[str]) -> str:
         close = [c for c in available if c.lower() == name.lower()]
     if close:
         message += f"; did you mean {quote(close[0])}?"
-    return message + f" (columns: {', '.join(available)})"
+    shown = ", ".join(available[:COLUMNS_LISTED])
+    more = f", ... ({len(available) - COLUMNS_LISTED} more)" if len(available) > COLUMNS_LISTED else ""
+    return message + f" (columns: {shown}{more})"
