@@ -150,9 +150,9 @@ def test_profile_bad_arguments(shell: Any) -> None:
     message = usage_error(shell, "%%tg_profile --sort fastest\nx = 1")
     assert message.startswith("%%tg_profile: argument --sort: invalid choice: 'fastest'")
     assert "usage: %%tg_profile" in message
-    assert "must be >= 1" in usage_error(shell, "%%tg_profile --limit 0\nx = 1")
+    assert "argument --limit: must be at least 1, got 0" in usage_error(shell, "%%tg_profile --limit 0\nx = 1")
     message = usage_error(shell, "%%tg_profile --every abc\nx = 1")
-    assert "argument --every: expected a positive integer, got 'abc'" in message
+    assert "argument --every: invalid int value: 'abc'" in message
 
 
 # -- %%tg_nantrace --------------------------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ import time
 
 import tinygrad_nb as tg
 from tinygrad_nb import datasets, nn, optim, track
-from tinygrad_nb.cli import positive_float, positive_int
+from tinygrad_nb.argtypes import positive_float, positive_int
 from tinygrad_nb.data import DataLoader, TensorDataset
 from tinygrad_nb.nn import functional as F
 

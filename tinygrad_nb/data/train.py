@@ -19,7 +19,7 @@ import numpy as np
 
 import tinygrad_nb as tg
 from tinygrad_nb import nn, optim, track
-from tinygrad_nb.cli import fraction, positive_float, positive_int
+from tinygrad_nb.argtypes import fraction, positive_float, positive_int
 from tinygrad_nb.data import CSVError, DataLoader, Table, TensorDataset, read_csv
 from tinygrad_nb.nn import functional as F
 

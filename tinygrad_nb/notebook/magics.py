@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from ..argtypes import positive_int
 from . import ownership
 
 # name, kind ("line" or "cell"), one-line description; %tg_help prints this table
@@ -80,16 +81,6 @@ class MagicParser(argparse.ArgumentParser):
             return None
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
-
-
 # -- one parser per magic (also what %tg_help NAME prints) --------------------------------------------------------
 def seed_parser() -> MagicParser:
     p = MagicParser(prog="%tg_seed", description="Seed tinygrad_nb's central generator (every randn, dropout mask, "
@@ -111,8 +102,8 @@ def profile_parser() -> MagicParser:
     p = MagicParser(prog="%%tg_profile", description="Run the cell under tinygrad_nb.profile() and show the per-op "
                     "summary table.")
     p.add_argument("--sort", default="total", choices=["total", "calls", "mean"], help="sort rows by (default total)")
-    p.add_argument("--limit", type=_positive_int, default=None, help="show only the top N ops")
-    p.add_argument("--every", type=_positive_int, default=1, help="time one call in N of each op (default 1)")
+    p.add_argument("--limit", type=positive_int, default=None, help="show only the top N ops")
+    p.add_argument("--every", type=positive_int, default=1, help="time one call in N of each op (default 1)")
     p.add_argument("--trace", metavar="FILE", default=None, help="also write a Chrome trace (Perfetto) JSON file")
     p.add_argument("--out", metavar="NAME", default=None, help="store the Profile in this variable")
     return p
@@ -141,7 +132,7 @@ def deterministic_parser() -> MagicParser:
     p = MagicParser(prog="%tg_deterministic", description="Set tinygrad_nb.deterministic(...): on (True), off "
                     "(False) or warn. No argument: show the mode and what it pins.")
     p.add_argument("mode", nargs="?", choices=["on", "off", "warn"])
-    p.add_argument("--blas-threads", metavar="N", type=_positive_int, default=1,
+    p.add_argument("--blas-threads", metavar="N", type=positive_int, default=1,
                    help="BLAS threads while on (default 1)")
     return p
 
