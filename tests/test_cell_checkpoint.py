@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -13,12 +14,18 @@ import numpy as np
 import pytest
 
 from tinygrad_nb.checkpoint import _capture_rng
-from tinygrad_nb.notebook import cellckpt, extension, ownership
+from tinygrad_nb.notebook import cellckpt
 from tinygrad_nb.notebook.cellckpt import CheckpointStoreError
 from tinygrad_nb.notebook.cellckpt.session import compare_arrays
 
 IPython = pytest.importorskip("IPython")
+from cellckpt_helpers import recording_shell, run, run_ok  # noqa: E402
 from IPython.core.error import UsageError
+
+
+@pytest.fixture
+def shell(ipython: Any, tmp_path: Path) -> Iterator[Any]:
+    yield from recording_shell(ipython, tmp_path)
 
 
 @pytest.fixture(autouse=True)
@@ -30,36 +37,6 @@ def _secret_key(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.Mo
     path = tmp_path_factory.mktemp("secret") / "ckpt_secret"
     monkeypatch.setenv(SECRET_ENV, str(path))
     return path
-
-
-@pytest.fixture
-def shell(ipython: Any, tmp_path: Path) -> Any:
-    """The shell with the extension loaded, recording into tmp_path, and an emptied namespace."""
-    ip = ipython
-    hidden = set(ip.user_ns_hidden)
-    for name in [n for n in ip.user_ns if not n.startswith("_") and n not in hidden]:
-        del ip.user_ns[name]
-    extension.load_ipython_extension(ip)
-    rec = cellckpt.recorder(ip)
-    rec.set_root(tmp_path / "ckpt")
-    rec.enabled, rec.every = True, 1
-    yield ip
-    ownership.registry.release_all()
-    extension.unload_ipython_extension(ip)
-    assert cellckpt.recorder(ip) is None
-
-
-def run(ip: Any, source: str) -> Any:
-    return ip.run_cell(source, store_history=True)
-
-
-def run_ok(ip: Any, source: str, capsys: pytest.CaptureFixture[str]) -> str:
-    capsys.readouterr()
-    result = run(ip, source)
-    out = capsys.readouterr()
-    assert result.success, f"{source!r} failed: {result.error_in_exec!r}\n{out.err}"
-    assert "cell checkpoint" not in out.err, out.err
-    return out.out
 
 
 def count(ip: Any) -> int:

@@ -17,6 +17,7 @@ import pickle
 import stat
 import struct
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -24,13 +25,19 @@ import numpy as np
 import pytest
 
 from tinygrad_nb.checkpoint import _capture_rng
-from tinygrad_nb.notebook import cellckpt, extension, ownership
+from tinygrad_nb.notebook import cellckpt
 from tinygrad_nb.notebook.cellckpt import CheckpointStoreError, CheckpointTrustError, trust
 from tinygrad_nb.notebook.cellckpt.session import compare_arrays
 from tinygrad_nb.notebook.cellckpt.store import Store, blob_key
 
 IPython = pytest.importorskip("IPython")
+from cellckpt_helpers import recording_shell, run, run_ok  # noqa: E402
 from IPython.core.error import UsageError
+
+
+@pytest.fixture
+def shell(ipython: Any, tmp_path: Path) -> Iterator[Any]:
+    yield from recording_shell(ipython, tmp_path)
 
 
 @pytest.fixture(autouse=True)
@@ -39,34 +46,6 @@ def secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     path = tmp_path / "home" / "ckpt_secret"
     monkeypatch.setenv(trust.SECRET_ENV, str(path))
     return path
-
-
-@pytest.fixture
-def shell(ipython: Any, tmp_path: Path) -> Any:
-    """The shell with the extension loaded, recording into tmp_path / "ckpt", and an emptied namespace."""
-    hidden = set(ipython.user_ns_hidden)
-    for name in [n for n in ipython.user_ns if not n.startswith("_") and n not in hidden]:
-        del ipython.user_ns[name]
-    extension.load_ipython_extension(ipython)
-    rec = cellckpt.recorder(ipython)
-    rec.set_root(tmp_path / "ckpt")
-    rec.enabled, rec.every = True, 1
-    yield ipython
-    ownership.registry.release_all()
-    extension.unload_ipython_extension(ipython)
-
-
-def run(ip: Any, source: str) -> Any:
-    return ip.run_cell(source, store_history=True)
-
-
-def run_ok(ip: Any, source: str, capsys: pytest.CaptureFixture[str]) -> str:
-    capsys.readouterr()
-    result = run(ip, source)
-    out = capsys.readouterr()
-    assert result.success, f"{source!r} failed: {result.error_in_exec!r}\n{out.err}"
-    assert "cell checkpoint" not in out.err, out.err
-    return out.out
 
 
 def refused(ip: Any, source: str, cause: type[Exception]) -> str:
