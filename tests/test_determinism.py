@@ -102,7 +102,7 @@ def test_context_manager_restores_previous_mode() -> None:
             assert get_deterministic() is False
         assert get_deterministic() is True
     assert get_deterministic() == "warn"
-    with pytest.raises(ValueError, match="True, False or 'warn'"):
+    with pytest.raises(ValueError, match="True, False, 'warn' or 'portable', got 'yes'"):
         deterministic("yes")
 
 

@@ -32,6 +32,7 @@ import mmap
 import os
 import random
 import struct
+import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,6 +83,7 @@ class Checkpoint:
     extra: Any = None
     file_format_version: int = FORMAT_VERSION
     restored: list[str] = field(default_factory=list)
+    environment_note: str | None = None  # set by load: how the saving environment differs in ways that change bits
 
     @property
     def step(self) -> int | None:
@@ -456,7 +458,19 @@ def load(path: str | os.PathLike[str], model: Any = None, optimizer: Any = None,
     if restore_rng:
         ckpt.restore_rng()
         ckpt.restored.append("rng")
+    _environment_note(path, ckpt)
     return ckpt
+
+
+def _environment_note(path: Path, ckpt: Checkpoint) -> None:
+    """Warn (EnvironmentWarning) when the saving environment differs from this one in a way that can change bits,
+    saying whether portable mode was on; the line is also kept as ``ckpt.environment_note`` (None: no difference)."""
+    from .fingerprint import EnvironmentWarning, environment_note  # noqa: PLC0415 - fingerprint imports this module
+
+    recorded = (ckpt.fingerprint or {}).get("environment")
+    ckpt.environment_note = environment_note(recorded) if recorded else None
+    if ckpt.environment_note:
+        warnings.warn(f"{path}: {ckpt.environment_note}", EnvironmentWarning, stacklevel=3)
 
 
 def _read_manifest(path: Path, metadata: dict[str, str]) -> dict[str, Any]:

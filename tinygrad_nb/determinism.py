@@ -4,12 +4,15 @@
     with tg.deterministic("warn"):  # only inside the block, then the previous mode comes back
         ...
 
-Three modes:
+Four modes:
 
 * ``False`` (the default): every op uses its fastest implementation.
 * ``True``: an op with no deterministic implementation on the current device raises :class:`DeterminismError`
   the moment it runs (on cupy: the atomics-based scatter-add in the backward of integer-array indexing, ``cumsum``).
 * ``"warn"``: such an op emits one :class:`DeterminismWarning` per (device type, op) and runs anyway.
+* ``"portable"``: as ``True``, and the same bits on *any* CPU (any BLAS kernel, thread count or SIMD level, same
+  library and numpy versions): matrix products are correctly rounded and exp/log/tanh/sigmoid/pow use the
+  library's own float64 kernels (:mod:`tinygrad_nb.portable`). The ops test :data:`portable_mode`, one flag.
 
 Turning the mode on also pins what makes repeated runs differ *outside* the op table: the BLAS thread count (through
 ``threadpoolctl`` when it is installed; otherwise only the ``OMP_NUM_THREADS``-style environment variables can do it and
@@ -49,6 +52,7 @@ class DeterminismWarning(UserWarning):
 
 
 _mode: Mode = False
+portable_mode = False  # True while the mode is "portable": the ops then call tinygrad_nb.portable's kernels
 _warned: set[tuple[str, str]] = set()
 _blas_limiter: Any = None  # the threadpoolctl limiter while we hold the BLAS thread count, else None
 _blas_threads: int | None = None
@@ -58,40 +62,42 @@ _blas_env_at_import = {name: os.environ[name] for name in BLAS_THREAD_VARIABLES 
 
 
 def _normalise(mode: Mode) -> Mode:
-    if mode is True or mode is False or mode == "warn":
+    if mode is True or mode is False or mode == "warn" or mode == "portable":
         return mode
-    raise ValueError(f"deterministic: mode must be True, False or 'warn', got {mode!r}")
+    raise ValueError(f"deterministic: mode must be True, False, 'warn' or 'portable', got {mode!r}")
 
 
 class deterministic:  # noqa: N801 - used like a function, as torch.set_grad_enabled is
     """Set the deterministic mode now; used in a ``with`` block, the previous mode comes back at its end.
 
     ``blas_threads`` is the BLAS thread count pinned while the mode is on (1 by default: the same partitioning of
-    every matrix product on every machine, at the price of single-threaded BLAS).
+    every matrix product on every machine, at the price of single-threaded BLAS). ``"portable"`` does not need it
+    (its products do not depend on the thread count) and leaves the count alone unless ``blas_threads`` is given.
     """
 
-    def __init__(self, mode: Mode = True, *, blas_threads: int = 1):
+    def __init__(self, mode: Mode = True, *, blas_threads: int | None = None):
         self.previous = _mode
         self.previous_threads = _blas_threads
-        _set_mode(_normalise(mode), blas_threads)
+        mode = _normalise(mode)
+        _set_mode(mode, blas_threads if blas_threads is not None or mode == "portable" else 1)
 
     def __enter__(self) -> deterministic:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        _set_mode(self.previous, self.previous_threads or 1)
+        _set_mode(self.previous, self.previous_threads)
 
     def __repr__(self) -> str:
         return f"deterministic({_mode!r})"
 
 
 def get_deterministic() -> Mode:
-    """The current mode: True, False or "warn"."""
+    """The current mode: True, False, "warn" or "portable"."""
     return _mode
 
 
 def is_deterministic() -> bool:
-    """True when the mode is on (True or "warn")."""
+    """True when the mode is on (True, "warn" or "portable")."""
     return _mode is not False
 
 
@@ -109,7 +115,7 @@ def check(device: Any, op: str) -> None:
         return
     message = (f"{op} on {device_type} has no deterministic implementation: {reason}. "
                "Run it on cpu, avoid the op, or use tinygrad_nb.deterministic('warn') to allow it with a warning.")
-    if _mode is True:
+    if _mode != "warn":
         raise DeterminismError(message)
     if (device_type, op) not in _warned:
         _warned.add((device_type, op))
@@ -121,6 +127,7 @@ def state() -> dict[str, Any]:
     cupy_imported = "cupy" in sys.modules
     return {
         "mode": _mode,
+        "portable": portable_mode,
         "blas_threads": _blas_thread_state(),
         "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
         "cublas_config_before_gpu": _cublas_before_gpu if cupy_imported else None,
@@ -128,15 +135,18 @@ def state() -> dict[str, Any]:
 
 
 # -- internals --------------------------------------------------------------------------------------------------
-def _set_mode(mode: Mode, blas_threads: int) -> None:
-    global _mode
+def _set_mode(mode: Mode, blas_threads: int | None) -> None:
+    """``blas_threads`` None: leave the BLAS thread count as it is (False and "portable" without a count)."""
+    global _mode, portable_mode
     _mode = mode
+    portable_mode = mode == "portable"
     _warned.clear()
-    if mode is False:
+    if mode is False or blas_threads is None:
         _release_blas_threads()
-    else:
+    if mode is not False:
         _prepare_gpu()
-        _pin_blas_threads(blas_threads)
+        if blas_threads is not None:
+            _pin_blas_threads(blas_threads)
 
 
 def _prepare_gpu() -> None:
@@ -182,6 +192,10 @@ def _blas_thread_state() -> dict[str, Any]:
     if _blas_limiter is not None:
         return {"pinned": True, "threads": _blas_threads, "method": "threadpoolctl"}
     fixed_at_import = dict(_blas_env_at_import)
+    if portable_mode and _blas_threads is None:
+        return {"pinned": bool(fixed_at_import), "threads": None,
+                "method": "environment" if fixed_at_import else "none", "environment_at_import": fixed_at_import,
+                "note": "portable mode: results do not depend on the BLAS thread count, so it is not pinned"}
     return {
         "pinned": bool(fixed_at_import),
         "threads": _blas_threads,

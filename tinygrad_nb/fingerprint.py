@@ -9,9 +9,14 @@
 * **params**: xxh3-128 over the model's state (names, dtypes, shapes and bytes);
 * **data**: the full-content xxh3-128 of every file read through ``tinygrad_nb.data`` loaders (that module caches each
   hash by path, size and mtime), or of the files you pass;
-* **environment**: Python, numpy, cupy and BLAS versions, BLAS threads, devices, and the deterministic-mode state.
+* **environment**: Python, numpy, cupy and BLAS versions, the BLAS kernel really in use and its threads
+  (threadpoolctl: ``architecture``, ``internal_api``, ``version``, ``num_threads``), the CPU model and flags, numpy's
+  enabled SIMD targets, devices, and the deterministic-mode state (including whether portable mode is on).
 
 Two runs with the same digest ran the same code on the same parameters and data in the same environment.
+:func:`bit_environment` is the part of the environment that can change floating-point bits (recorded with every
+cell checkpoint commit) and :func:`environment_note` says, in one line, what of it differs between a recording and
+now, and whether portable mode (which makes the hardware parts irrelevant) was on.
 """
 from __future__ import annotations
 
@@ -174,6 +179,8 @@ def environment_info() -> dict[str, Any]:
         "numpy": np.__version__,
         "cupy": _cupy_version(),
         "blas": _blas_info(),
+        "cpu": cpu_info(),
+        "numpy_simd": numpy_simd(),
         "default_device": str(device.get_default_device()),
         "devices": _device_names(),
         "determinism": determinism.state(),
@@ -212,9 +219,145 @@ def _blas_info() -> dict[str, Any]:
         info["threads"] = None
     else:
         info["threads"] = [{"api": p.get("internal_api"), "version": p.get("version"),
+                            "architecture": p.get("architecture"), "threading_layer": p.get("threading_layer"),
                             "num_threads": p.get("num_threads")}
                            for p in threadpoolctl.threadpool_info() if p.get("user_api") == "blas"]
     return info
+
+
+@functools.cache
+def cpu_info() -> dict[str, Any]:
+    """The CPU model and its feature flags (Linux: /proc/cpuinfo; elsewhere what ``platform`` knows), with an
+    xxh3-128 of the sorted flags for short comparisons."""
+    model, flags, source = platform.processor() or platform.machine(), [], "platform"
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    if fields:
+        source = "/proc/cpuinfo"
+        model = fields.get("model name") or " ".join(
+            f"{k} {fields[k]}" for k in ("CPU implementer", "CPU architecture", "CPU variant", "CPU part")
+            if k in fields) or model  # ARM kernels name the core by implementer and part
+        flags = sorted(set((fields.get("flags") or fields.get("Features") or "").split()))
+    return {"model": model, "flags": flags, "flags_xxh3": xxhash.xxh3_128_hexdigest(" ".join(flags).encode()),
+            "source": source}
+
+
+@functools.cache
+def numpy_simd() -> dict[str, Any]:
+    """numpy's SIMD: the baseline it was built for and the dispatch targets enabled on this CPU (what
+    ``NPY_DISABLE_CPU_FEATURES`` and the CPU decide; they choose numpy's exp/log/tanh/sum loops)."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_baseline__, __cpu_dispatch__, __cpu_features__
+    except ImportError:  # numpy < 2
+        try:
+            from numpy.core._multiarray_umath import (  # type: ignore[no-redef]
+                __cpu_baseline__, __cpu_dispatch__, __cpu_features__)
+        except ImportError:
+            return {"baseline": None, "enabled": None}
+    return {"baseline": list(__cpu_baseline__),
+            "enabled": [name for name in __cpu_dispatch__ if __cpu_features__.get(name)]}
+
+
+class EnvironmentWarning(UserWarning):
+    """``tg.load``: the checkpoint was written in an environment that can give other bits (see environment_note)."""
+
+
+# -- what can change bits ------------------------------------------------------------------------------------------
+# bit_environment key -> (label, True when portable mode makes it irrelevant)
+BIT_RELEVANT: dict[str, tuple[str, bool]] = {
+    "tinygrad_nb": ("tinygrad_nb version", False),
+    "numpy": ("numpy version", False),
+    "cupy": ("cupy version", False),
+    "machine": ("CPU architecture", True),
+    "cpu": ("CPU model", True),
+    "cpu_flags": ("CPU flags", True),
+    "numpy_simd": ("numpy SIMD targets", True),
+    "blas_kernel": ("BLAS kernel", True),
+    "blas_threads": ("BLAS threads", True),
+}
+
+
+def bit_environment(environment: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The part of an :func:`environment_info` (default: the current one) that can change floating-point bits, as
+    short plain data: versions, CPU architecture/model/flags hash, numpy SIMD targets, BLAS kernel and threads, and
+    whether portable mode is on. Keys an older recording lacks are None."""
+    if environment is None:  # only what is needed (a cell checkpoint commit calls this for every cell)
+        import tinygrad_nb  # noqa: PLC0415 - the package imports this module
+
+        environment = {"tinygrad_nb": getattr(tinygrad_nb, "__version__", None), "numpy": np.__version__,
+                       "cupy": _cupy_version(), "machine": platform.machine(), "cpu": cpu_info(),
+                       "numpy_simd": numpy_simd(), "blas": _blas_info(), "determinism": determinism.state()}
+    env = environment
+    cpu = env.get("cpu") or {}
+    live = (env.get("blas") or {}).get("threads")
+    kernels = None if live is None else [" ".join(str(t.get(k)) for k in ("api", "version", "architecture"))
+                                         for t in live if "architecture" in t] or None
+    return {
+        "tinygrad_nb": env.get("tinygrad_nb"),
+        "numpy": env.get("numpy"),
+        "cupy": env.get("cupy"),
+        "machine": env.get("machine"),
+        "cpu": cpu.get("model"),
+        "cpu_flags": cpu.get("flags_xxh3"),
+        "numpy_simd": (env.get("numpy_simd") or {}).get("enabled"),
+        "blas_kernel": kernels,
+        "blas_threads": None if live is None else [t.get("num_threads") for t in live],
+        "portable": (env.get("determinism") or {}).get("portable"),
+    }
+
+
+def environment_note(recorded: dict[str, Any] | None, current: dict[str, Any] | None = None) -> str | None:
+    """One line on how ``recorded`` (a :func:`bit_environment`, or a full environment) differs from ``current``
+    (default: now) in ways that can change bits, and whether portable mode was on; None when nothing differs.
+
+    With portable mode on in both, only version changes can change bits; the hardware differences are named as
+    harmless. Keys missing on either side (older recordings) are not compared.
+    """
+    if not recorded:
+        return None
+    recorded = bit_environment(recorded) if _is_full(recorded) else recorded
+    now = bit_environment(current) if current is None or _is_full(current) else current
+    changed = [key for key in BIT_RELEVANT if recorded.get(key) is not None and now.get(key) is not None
+               and recorded.get(key) != now.get(key)]
+    if not changed:
+        return None
+    portable_then, portable_now = bool(recorded.get("portable")), bool(now.get("portable"))
+    both_portable = portable_then and portable_now
+
+    def describe(key: str) -> str:
+        then, later = recorded[key], now[key]
+        if key == "cpu_flags":
+            return BIT_RELEVANT[key][0]  # hashes say nothing to a reader
+        show = (lambda v: " ".join(map(str, v)) or "none") if isinstance(then, list) else str
+        return f"{BIT_RELEVANT[key][0]} {show(then)} -> {show(later)}"
+
+    versions = [describe(k) for k in changed if not BIT_RELEVANT[k][1]]
+    hardware = [describe(k) for k in changed if BIT_RELEVANT[k][1]]
+    mode = (f"portable mode was {'on' if portable_then else 'off'} when recorded and is "
+            f"{'on' if portable_now else 'off'} now")
+    if both_portable:
+        parts = []
+        if versions:
+            parts.append("environment differs in ways that can change bits: " + ", ".join(versions))
+        if hardware:
+            parts.append(("also " if versions else "environment differs: ") + ", ".join(hardware) +
+                         " (portable mode was on both times: these do not change bits)")
+        return "; ".join(parts)
+    return ("environment differs in ways that can change bits: " + ", ".join(versions + hardware) + f"; {mode}" +
+            ("" if not hardware else " (deterministic('portable') gives the same bits on any CPU, BLAS kernel, "
+             "thread count and SIMD level)"))
+
+
+def _is_full(environment: dict[str, Any]) -> bool:
+    """An environment_info (rather than a bit_environment)?"""
+    return "determinism" in environment or "blas" in environment
 
 
 def _device_names() -> list[str]:

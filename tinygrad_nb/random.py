@@ -21,6 +21,8 @@ from typing import Any
 
 import numpy as np
 
+from . import determinism, portable
+
 _MASK32 = 0xFFFFFFFF
 _PHILOX_M0, _PHILOX_M1 = 0xD2511F53, 0xCD9E8D57
 _PHILOX_W0, _PHILOX_W1 = 0x9E3779B9, 0xBB67AE85
@@ -100,12 +102,19 @@ class Generator:
         return out.reshape(shape).astype(dtype, copy=False)
 
     def normal(self, shape: tuple[int, ...], dtype: Any = np.float32, xp: Any = np) -> Any:
-        """N(0, 1) by Box-Muller: z = sqrt(-2 ln u1) cos(2 pi u2), computed in float64 then rounded to ``dtype``."""
+        """N(0, 1) by Box-Muller: z = sqrt(-2 ln u1) cos(2 pi u2), computed in float64 then rounded to ``dtype``.
+
+        Under ``deterministic("portable")`` ln and cos are :mod:`tinygrad_nb.portable`'s kernels (IEEE +-*/ only),
+        so the normals are the same bits on every CPU; otherwise numpy's (SIMD-dispatched) ``log`` and ``cos``.
+        """
         n = math.prod(shape)
         bits = self.random_bits(2 * n, xp).astype(xp.float64).reshape(n, 2)
         u1 = (bits[:, 0] + 0.5) * (1.0 / 2**32)  # in (0, 1): log never sees 0
         u2 = bits[:, 1] * (1.0 / 2**32)
-        z = xp.sqrt(-2.0 * xp.log(u1)) * xp.cos((2.0 * math.pi) * u2)
+        if determinism.portable_mode:
+            z = xp.sqrt(-2.0 * portable.log64(u1)) * portable.cos_turns64(u2)
+        else:
+            z = xp.sqrt(-2.0 * xp.log(u1)) * xp.cos((2.0 * math.pi) * u2)
         return z.reshape(shape).astype(dtype)
 
     def randint(self, low: int, high: int, shape: tuple[int, ...], dtype: Any = np.int64, xp: Any = np) -> Any:

@@ -2,13 +2,23 @@
 
 The second argument of a binary op may be a plain Python scalar (``x * 2``): it is passed through to ``xp``
 unchanged and gets no gradient.
+
+Transcendentals (exp, log, tanh, sigmoid, pow, erf's exp) take their kernels from :func:`math_module`: the device's
+array module, or under ``deterministic("portable")`` :mod:`tinygrad_nb.portable` (same bits on every CPU). +, -, *,
+/, sqrt and comparisons are IEEE-exact everywhere and need no such switch.
 """
 from __future__ import annotations
 
 import math
 from typing import Any
 
+from .. import determinism, portable
 from ..autograd import Context, Function
+
+
+def math_module(ctx: Context) -> Any:
+    """Where ``exp``/``log``/``tanh``/``pow`` come from: ``ctx.xp``, or the portable kernels in portable mode."""
+    return portable if determinism.portable_mode else ctx.xp
 
 
 def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
@@ -106,7 +116,7 @@ class Pow(Function):
 
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:
-        out = a ** b
+        out = portable.pow(a, b) if determinism.portable_mode else a ** b
         ctx.save_for_backward(a, b, out)
         return out
 
@@ -114,9 +124,10 @@ class Pow(Function):
     def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
         a, b, out = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        xp = ctx.xp
-        da = unbroadcast(g * b * a ** (b - 1), a.shape) if need_a else None
-        db = unbroadcast(g * out * xp.log(a), b.shape) if need_b else None  # log(a < 0) is NaN, silently
+        m = math_module(ctx)
+        power = portable.pow(a, b - 1) if determinism.portable_mode else a ** (b - 1)
+        da = unbroadcast(g * b * power, a.shape) if need_a else None
+        db = unbroadcast(g * out * m.log(a), b.shape) if need_b else None  # log(a < 0) is NaN, silently
         return da, db
 
 
@@ -214,7 +225,7 @@ class Exp(Function):
 
     @staticmethod
     def forward(ctx: Context, a: Any) -> Any:
-        out = ctx.xp.exp(a)
+        out = math_module(ctx).exp(a)
         ctx.save_for_backward(out)
         return out
 
@@ -229,7 +240,7 @@ class Log(Function):
     @staticmethod
     def forward(ctx: Context, a: Any) -> Any:
         ctx.save_for_backward(a)
-        return ctx.xp.log(a)
+        return math_module(ctx).log(a)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
@@ -255,7 +266,7 @@ class Tanh(Function):
 
     @staticmethod
     def forward(ctx: Context, a: Any) -> Any:
-        out = ctx.xp.tanh(a)
+        out = math_module(ctx).tanh(a)
         ctx.save_for_backward(out)
         return out
 
@@ -270,9 +281,12 @@ class Sigmoid(Function):
 
     @staticmethod
     def forward(ctx: Context, a: Any) -> Any:
-        xp = ctx.xp
-        e = xp.exp(-xp.abs(a))  # in (0, 1]: never overflows
-        out = xp.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
+        if determinism.portable_mode:
+            out = portable.sigmoid(a)
+        else:
+            xp = ctx.xp
+            e = xp.exp(-xp.abs(a))  # in (0, 1]: never overflows
+            out = xp.where(a >= 0, 1 / (1 + e), e / (1 + e)).astype(a.dtype, copy=False)
         ctx.save_for_backward(out)
         return out
 
@@ -295,13 +309,14 @@ class Relu(Function):
         return g * (ctx.saved_tensors[0] > 0)
 
 
-def erf(xp: Any, x: Any) -> Any:
-    """Error function to about 1.2e-7 relative error (Numerical Recipes' Chebyshev fit of erfc), any array module."""
+def erf(xp: Any, x: Any, exp: Any = None) -> Any:
+    """Error function to about 1.2e-7 relative error (Numerical Recipes' Chebyshev fit of erfc), any array module;
+    ``exp``: the exponential to use (default ``xp.exp``; the portable one in portable mode)."""
     z = xp.abs(x)
     t = 1.0 / (1.0 + 0.5 * z)
     poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
         -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))
-    erfc = t * xp.exp(poly)
+    erfc = t * (exp or xp.exp)(poly)
     return xp.where(x >= 0, 1.0 - erfc, erfc - 1.0)
 
 
@@ -313,26 +328,26 @@ class Gelu(Function):
 
     @staticmethod
     def forward(ctx: Context, a: Any, approximate: str = "none") -> Any:
-        xp = ctx.xp
+        xp, m = ctx.xp, math_module(ctx)
         ctx.save_for_backward(a)
         ctx.approximate = approximate
         if approximate == "tanh":
-            return (0.5 * a * (1 + xp.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * a ** 3)))).astype(a.dtype, copy=False)
+            return (0.5 * a * (1 + m.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * (a * a * a))))).astype(a.dtype, copy=False)
         if approximate != "none":
             raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
-        return (0.5 * a * (1 + erf(xp, a / math.sqrt(2)))).astype(a.dtype, copy=False)
+        return (0.5 * a * (1 + erf(xp, a / math.sqrt(2), m.exp))).astype(a.dtype, copy=False)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
-        xp = ctx.xp
+        xp, m = ctx.xp, math_module(ctx)
         (a,) = ctx.saved_tensors
         if ctx.approximate == "tanh":
-            inner = _SQRT_2_OVER_PI * (a + 0.044715 * a ** 3)
-            th = xp.tanh(inner)
+            inner = _SQRT_2_OVER_PI * (a + 0.044715 * (a * a * a))
+            th = m.tanh(inner)
             d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
             return g * (0.5 * (1 + th) + 0.5 * a * (1 - th * th) * d_inner)
-        cdf = 0.5 * (1 + erf(xp, a / math.sqrt(2)))
-        pdf = xp.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
+        cdf = 0.5 * (1 + erf(xp, a / math.sqrt(2), m.exp))
+        pdf = m.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
         return g * (cdf + a * pdf)
 
 

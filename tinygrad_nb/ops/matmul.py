@@ -1,10 +1,22 @@
-"""Matrix product with numpy's rules: 1-D operands are vectors, leading dimensions broadcast as a batch."""
+"""Matrix product with numpy's rules: 1-D operands are vectors, leading dimensions broadcast as a batch.
+
+Every matrix product of the op table goes through :func:`mm`: ``x @ y`` (BLAS), or under
+``deterministic("portable")`` the correctly rounded product of :func:`tinygrad_nb.portable.matmul`.
+"""
 from __future__ import annotations
 
 from typing import Any
 
+from .. import determinism, portable
 from ..autograd import Context, Function, ShapeError
 from .elementwise import unbroadcast
+
+
+def mm(x: Any, y: Any) -> Any:
+    """``x @ y``; in portable mode correctly rounded (the same bits under every BLAS kernel and thread count)."""
+    if determinism.portable_mode:
+        return portable.matmul(x, y)
+    return x @ y
 
 
 class Matmul(Function):
@@ -19,7 +31,7 @@ class Matmul(Function):
             raise ShapeError(f"matmul: {tuple(a.shape)} @ {tuple(b.shape)}: inner dimensions {a.shape[-1]} and "
                              f"{inner_b} differ")
         ctx.save_for_backward(a, b)
-        return a @ b
+        return mm(a, b)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
@@ -66,7 +78,7 @@ class Linear(Function):
             raise ShapeError(f"linear: bias of shape {tuple(b.shape)} does not fit weight of shape "
                              f"{tuple(w.shape)} (expected ({w.shape[0]},))")
         ctx.save_for_backward(x, w)
-        out = x @ w.T
+        out = mm(x, w.T)
         if b is not None:
             out += b  # out is a fresh array: adding in place saves a temporary
         return out
@@ -76,8 +88,8 @@ class Linear(Function):
         x, w = ctx.saved_tensors
         needs = ctx.needs_input_grad  # two entries when called without a bias
         g2 = g.reshape(-1, g.shape[-1])  # leading axes are one batch
-        dx = (g @ w) if needs[0] else None
-        dw = g2.T @ x.reshape(-1, x.shape[-1]) if needs[1] else None
+        dx = mm(g, w) if needs[0] else None
+        dw = mm(g2.T, x.reshape(-1, x.shape[-1])) if needs[1] else None
         if len(needs) == 2:
             return dx, dw
         return dx, dw, (g2.sum(axis=0) if needs[2] else None)
@@ -91,5 +103,5 @@ def _matmul_like(x: Any, y: Any, like: Any) -> Any:
     in-place update ``W -= lr * grad`` runs over two contiguous arrays (about 7x faster than a strided one).
     """
     if like.ndim == 2 and x.ndim == 2 and y.ndim == 2 and like.flags.f_contiguous and not like.flags.c_contiguous:
-        return (y.T @ x.T).T
-    return x @ y
+        return mm(y.T, x.T).T
+    return mm(x, y)

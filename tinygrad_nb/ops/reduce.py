@@ -5,6 +5,7 @@ from typing import Any
 
 from .. import determinism
 from ..autograd import Context, Function
+from .elementwise import math_module
 
 
 def _keepdims_shape(shape: tuple[int, ...], axis: tuple[int, ...] | None) -> tuple[int, ...]:
@@ -71,10 +72,10 @@ class LogSoftmax(Function):
 
     @staticmethod
     def forward(ctx: Context, a: Any, axis: int) -> Any:
-        xp = ctx.xp
+        xp, kernels = ctx.xp, math_module(ctx)
         m = a.max(axis=axis, keepdims=True)
         shifted = a - xp.where(xp.isfinite(m), m, 0)  # a row of all -inf gives -inf, not NaN
-        out = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+        out = shifted - kernels.log(kernels.exp(shifted).sum(axis=axis, keepdims=True))
         ctx.save_for_backward(out)
         ctx.axis = axis
         return out
@@ -82,7 +83,7 @@ class LogSoftmax(Function):
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, None]:
         (out,) = ctx.saved_tensors
-        return g - ctx.xp.exp(out) * g.sum(axis=ctx.axis, keepdims=True), None
+        return g - math_module(ctx).exp(out) * g.sum(axis=ctx.axis, keepdims=True), None
 
 
 class CrossEntropy(Function):
@@ -95,13 +96,13 @@ class CrossEntropy(Function):
 
     @staticmethod
     def forward(ctx: Context, x: Any, target: Any, reduction: str) -> Any:
-        xp = ctx.xp
+        xp, kernels = ctx.xp, math_module(ctx)
         m = x.max(axis=1, keepdims=True)
         shifted = x - xp.where(xp.isfinite(m), m, 0)  # as in LogSoftmax: a row of all -inf gives -inf, not NaN
-        probs = xp.exp(shifted)
+        probs = kernels.exp(shifted)
         total = probs.sum(axis=1, keepdims=True)
         rows = xp.arange(x.shape[0])
-        losses = xp.log(total[:, 0]) - shifted[rows, target]
+        losses = kernels.log(total[:, 0]) - shifted[rows, target]
         probs /= total
         ctx.save_for_backward(probs)
         ctx.rows, ctx.target, ctx.reduction = rows, target, reduction

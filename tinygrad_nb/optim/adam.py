@@ -8,7 +8,7 @@ import numpy as np
 
 from ..device import Device
 from ..tensor import Tensor
-from .optimizer import Optimizer, ParamsT
+from .optimizer import Optimizer, ParamsT, power
 
 
 class Adam(Optimizer):
@@ -111,8 +111,8 @@ class Adam(Optimizer):
                 m_t._bump_version()
                 v_t._bump_version()
 
-                bias_correction1 = 1 - beta1 ** step
-                bias_correction2 = 1 - beta2 ** step
+                bias_correction1 = 1 - power(beta1, step)
+                bias_correction2 = 1 - power(beta2, step)
                 step_size = lr / bias_correction1
                 if amsgrad:
                     vmax_t = state["max_exp_avg_sq"]
@@ -120,7 +120,7 @@ class Adam(Optimizer):
                     vmax_t._bump_version()
                     v = vmax_t.data
                 denom = xp.sqrt(v, out=tmp)
-                denom /= bias_correction2 ** 0.5
+                denom /= power(bias_correction2, 0.5)
                 denom += eps
                 update = xp.multiply(m, step_size, out=xp.empty_like(m))  # p.addcdiv_(m, denom, value=-step_size)
                 update /= denom

@@ -15,7 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from .optimizer import Optimizer, _copy_value
+from .optimizer import Optimizer, _copy_value, cosine, power
 
 __all__ = ["LRScheduler", "LambdaLR", "StepLR", "MultiStepLR", "ExponentialLR", "CosineAnnealingLR", "LinearLR"]
 
@@ -161,7 +161,7 @@ class StepLR(LRScheduler):
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
 
     def _get_closed_form_lr(self) -> list[float]:
-        return [base_lr * self.gamma ** (self.last_epoch // self.step_size) for base_lr in self.base_lrs]
+        return [base_lr * power(self.gamma, self.last_epoch // self.step_size) for base_lr in self.base_lrs]
 
 
 class MultiStepLR(LRScheduler):
@@ -175,12 +175,12 @@ class MultiStepLR(LRScheduler):
     def get_lr(self) -> list[float]:
         if self.last_epoch not in self.milestones:
             return self._current_lrs()
-        factor = self.gamma ** self.milestones[self.last_epoch]
+        factor = power(self.gamma, self.milestones[self.last_epoch])
         return [group["lr"] * factor for group in self.optimizer.param_groups]
 
     def _get_closed_form_lr(self) -> list[float]:
         milestones = sorted(self.milestones.elements())
-        return [base_lr * self.gamma ** bisect_right(milestones, self.last_epoch) for base_lr in self.base_lrs]
+        return [base_lr * power(self.gamma, bisect_right(milestones, self.last_epoch)) for base_lr in self.base_lrs]
 
 
 class ExponentialLR(LRScheduler):
@@ -196,7 +196,7 @@ class ExponentialLR(LRScheduler):
         return [group["lr"] * self.gamma for group in self.optimizer.param_groups]
 
     def _get_closed_form_lr(self) -> list[float]:
-        return [base_lr * self.gamma ** self.last_epoch for base_lr in self.base_lrs]
+        return [base_lr * power(self.gamma, self.last_epoch) for base_lr in self.base_lrs]
 
 
 class CosineAnnealingLR(LRScheduler):
@@ -218,15 +218,18 @@ class CosineAnnealingLR(LRScheduler):
         if self._is_initial:
             return self._current_lrs()
         if self._step_count == 1 and t > 0:  # resumed with last_epoch > 0
-            return [eta_min + (base_lr - eta_min) * (1 + math.cos(t * math.pi / T)) / 2 for base_lr in self.base_lrs]
+            return [eta_min + (base_lr - eta_min) * (1 + cosine(t * math.pi / T, t / (2 * T))) / 2
+                    for base_lr in self.base_lrs]
         if (t - 1 - T) % (2 * T) == 0:  # leaving the minimum: the recursive ratio would divide by zero
-            return [group["lr"] + (base_lr - eta_min) * (1 - math.cos(math.pi / T)) / 2
+            return [group["lr"] + (base_lr - eta_min) * (1 - cosine(math.pi / T, 1 / (2 * T))) / 2
                     for base_lr, group in zip(self.base_lrs, self.optimizer.param_groups, strict=True)]
-        return [(1 + math.cos(math.pi * t / T)) / (1 + math.cos(math.pi * (t - 1) / T)) * (group["lr"] - eta_min)
+        return [(1 + cosine(math.pi * t / T, t / (2 * T))) / (1 + cosine(math.pi * (t - 1) / T, (t - 1) / (2 * T)))
+                * (group["lr"] - eta_min)
                 + eta_min for group in self.optimizer.param_groups]
 
     def _get_closed_form_lr(self) -> list[float]:
-        return [self.eta_min + (base_lr - self.eta_min) * (1 + math.cos(math.pi * self.last_epoch / self.T_max)) / 2
+        return [self.eta_min + (base_lr - self.eta_min)
+                * (1 + cosine(math.pi * self.last_epoch / self.T_max, self.last_epoch / (2 * self.T_max))) / 2
                 for base_lr in self.base_lrs]
 
 

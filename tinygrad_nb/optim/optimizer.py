@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
 
+from .. import determinism, portable
 from .. import dtype as dtypes
 from ..autograd import enable_grad
 from ..device import Device
@@ -32,6 +34,18 @@ class _RequiredParameter:
 
 
 required: Any = _RequiredParameter()
+
+
+def power(base: float, exponent: float) -> float:
+    """``base ** exponent`` of hyperparameters (bias corrections, decay factors); in ``deterministic("portable")``
+    mode by the library's own kernel, since C's ``pow`` can differ by an ulp between CPUs."""
+    return portable.scalar_pow(base, exponent) if determinism.portable_mode else base ** exponent
+
+
+def cosine(angle: float, turns: float) -> float:
+    """``math.cos(angle)``, where ``turns`` is the same angle in turns (angle / 2 pi, computed without pi); in
+    ``deterministic("portable")`` mode cos(2 pi turns) by the library's own kernel instead of libm's."""
+    return portable.scalar_cos_turns(turns) if determinism.portable_mode else math.cos(angle)
 
 
 class Optimizer:

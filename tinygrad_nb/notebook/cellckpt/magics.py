@@ -181,7 +181,22 @@ class CheckpointMagics:
         if verify:
             good = sum(r["result"] == "bitwise" for r in rows)
             print(f"{good}/{len(rows)} cells bitwise")
+            note = replay_environment_note(self.rec, a, b)
+            if note:
+                print(f"note: {note}")
         return None
+
+
+def replay_environment_note(rec: Any, first: Any, last: Any) -> str | None:
+    """How the environment the replayed commits were recorded in differs from now in ways that can change bits
+    (the first differing commit's, naming it), and whether portable mode was on; None when nothing differs."""
+    from ...fingerprint import environment_note
+
+    for commit in rec.chain(first, last):
+        note = environment_note(commit.manifest.get("environment"))
+        if note:
+            return f"commit #{commit.seq}: {note}"
+    return None
 
 
 def untrusted_note(store: Any) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 import xxhash
 
 from ...checkpoint import _capture_rng, _restore_rng
+from ...fingerprint import bit_environment
 from .snapshot import Restorer, Tracker, capture, recordable, restore_values
 from .store import DEFAULT_BUDGET, Commit, Store, encode_rng, notebook_name, raw_bytes
 from .trust import CheckpointStoreError, skeleton_digest
@@ -141,6 +142,7 @@ class Recorder:
                      "success": success, "error": error},
             "rng_before": self._before, "rng_after": _capture_rng(),
             "variables": snap.variables, "tensors": snap.tensors, "lost": lost, "code": snap.code,
+            "environment": bit_environment(),  # what can change bits: %tg_replay --verify names what differs
         }
         self.head = seq
         # reserve the sequence number now so a commit queued before the write finishes gets the next one

@@ -1,0 +1,498 @@
+"""Portable kernels: the same bits on every CPU, BLAS kernel, thread count and numpy SIMD level.
+
+The ops call these instead of ``@``, ``np.exp``, ``np.log``... while ``deterministic("portable")`` is on (they test
+the one flag ``determinism.portable_mode``). Two things make plain numpy differ between machines, and each has its
+cure here:
+
+**Matrix products** (:func:`matmul`). BLAS kernels block, vectorise, thread and fuse (FMA) differently, so a float32
+product's rounding depends on the kernel. Here the result is defined as the *correctly rounded* exact product,
+
+    out_ij = RN32( sum_k a_ik b_kj )        (the exact real sum, rounded once, ties to even; zeros are +0)
+
+which depends on the operands only. It is computed in two steps:
+
+1. *Certified fast path.* Each product a_ik b_kj of two float32 values is exact in float64 (24 + 24 <= 53 bits, and
+   no float32 product can overflow or underflow float64), so a float64 BLAS product ``c = a64 @ b64`` errs only in
+   its k - 1 additions. Whatever the order, blocking or FMA use, any summation tree of k exact terms satisfies
+
+       |c_ij - s_ij| <= gamma_{k-1} sum_k |a_ik b_kj| <= gamma_{k-1} ||a_i||_2 ||b_j||_2,   gamma_n = n u / (1 - n u)
+
+   with u = 2^-53 (Cauchy-Schwarz for the second step). We use E_ij = (17/16) gamma_k ||a_i|| ||b_j|| with the
+   norms computed in float64 (their relative error, below (k/2 + 2) u, and the rounding of E itself fit in the
+   1/16). Let r = RN32(c) and G the gap between r and its float32 neighbour towards zero (the smaller of its two
+   gaps; the smallest subnormal for r = 0). Every real closer than G / 2 to r rounds to r, so when
+   ``|c - r| + E < G / 2`` the exact sum, which lies within E of c, rounds to r as well: r is certified to be
+   RN32(s). ``c - r`` is exact (Sterbenz) and rounding is monotone, so the test
+   computed in float64 is itself rigorous.
+2. *Exact rest.* The few entries the test cannot certify (typically 1 in 10^3-10^4, where s lies near a float32
+   rounding midpoint or heavy cancellation loosens the bound) are recomputed from the exact float64 products, all
+   at once, by two error-free extraction steps that make the sum order-independent and its error ~2^-100 relative
+   (:func:`_recompute`), certified the same way; the very rare rest, one by one, with ``math.fsum`` (the correctly
+   rounded float64 sum) and a second ``fsum`` of the residual for the one case that double rounding could get
+   wrong: a float64 sum that lands exactly on a float32 midpoint (:func:`exact_dot`).
+
+Either way the entry is RN32(s), so which path an entry took (which differs between BLAS kernels) cannot show in
+the bits. The only assumption about the BLAS is that it is a classical O(mnk) product (every entry a sum of the k
+products by IEEE additions in some order) - true of OpenBLAS, MKL, BLIS and Accelerate, not of Strassen-type
+algorithms, which no mainstream BLAS uses for dgemm. float16 operands go through float32 (exact) and round once
+more; integer products are exact already; **float64 operands are refused** (:class:`DeterminismError`): their
+products are not exact in float64 and this module has no exact float64 path.
+
+**Transcendentals** (:func:`exp`, :func:`expm1`, :func:`log`, :func:`tanh`, :func:`sigmoid`, :func:`pow`,
+:func:`cos_turns64`). numpy dispatches its float32/float64 ``exp``/``log``/``tanh``/``power``/``cos`` to SIMD
+approximations chosen by CPU features (they differ by a few ulp between AVX-512, AVX2 and baseline). These kernels
+are written with IEEE +, -, *, / and the exact operations rint/floor/ldexp/frexp/abs/copysign/sqrt/where only, evaluated
+in float64 in a fixed order, so they give the same float64 bits on every IEEE-754 machine; the float64 result
+(accurate to a few float64 ulp, far beyond float32's resolution) is then rounded to the input's dtype. Each is a
+classical range reduction plus a polynomial, written out in its docstring.
+
+Everything here computes on numpy arrays (CPU); a GPU array raises :class:`DeterminismError`.
+"""
+from __future__ import annotations
+
+import math
+import threading
+from typing import Any
+
+import numpy as np
+
+from .determinism import DeterminismError
+
+_U = 2.0 ** -53  # unit roundoff of float64
+_scratch = threading.local()
+_SCRATCH_BYTES = 256 << 20
+_F32_TINY = np.float32(2.0 ** -149)  # the smallest float32 subnormal: the spacing of float32 values around 0
+
+
+def _buffer(slot: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A scratch array of this shape and dtype, reused between calls (per thread; at most 64 arrays and 256 MiB
+    kept). Fresh large arrays cost a page fault per 4 KiB on first touch, which here cost more than the arithmetic
+    itself."""
+    cache = getattr(_scratch, "arrays", None)
+    if cache is None:
+        cache = _scratch.arrays = {}
+    key = (slot, shape, np.dtype(dtype).char)
+    array = cache.get(key)
+    if array is None:
+        array = np.empty(shape, dtype)
+        if len(cache) >= 64 or sum(a.nbytes for a in cache.values()) + array.nbytes > _SCRATCH_BYTES:
+            cache.clear()
+        cache[key] = array
+    return array
+
+
+def _float64_copy(slot: str, x: np.ndarray) -> np.ndarray:
+    """``x`` converted to float64 in a scratch array, keeping a transposed matrix transposed (``W.T`` of every
+    Linear layer): a contiguous copy, and BLAS reads the transposed operand as fast as the plain one."""
+    if x.ndim == 2 and x.flags.f_contiguous and not x.flags.c_contiguous:
+        return _float64_copy(slot, x.T).T
+    copy = _buffer(slot, x.shape, np.float64)
+    np.copyto(copy, x)
+    return copy
+
+
+def _host(a: Any, op: str) -> np.ndarray:
+    """``a`` as a numpy array; GPU arrays are refused (the portable kernels run on the CPU only)."""
+    if hasattr(a, "__cuda_array_interface__"):
+        raise DeterminismError(f"{op}: deterministic('portable') runs on the CPU only; move the tensors to 'cpu' or "
+                               "use deterministic(True) on the GPU")
+    return np.asarray(a)
+
+
+# -- matrix product ------------------------------------------------------------------------------------------------
+def matmul(a: Any, b: Any) -> np.ndarray:
+    """``a @ b`` (numpy's rules: 1-D vectors, broadcast batches), correctly rounded: see the module docstring."""
+    with np.errstate(all="ignore"):  # inf and NaN operands give inf and NaN, as in PyTorch
+        return _matmul(_host(a, "matmul"), _host(b, "matmul"))
+
+
+def _matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    dtype = np.result_type(a, b)
+    if dtype.kind in "biu":  # numpy's own integer loops: exact (modulo wrap-around), no BLAS
+        return a @ b
+    if dtype == np.float64 or dtype.kind == "c":
+        raise DeterminismError(f"matmul: deterministic('portable') has no exact product for {dtype} operands "
+                               f"(shapes {tuple(a.shape)} @ {tuple(b.shape)}); cast them to float32 or turn "
+                               "portable mode off")
+    if dtype != np.float32:  # float16 / bfloat16: exact in float32, rounded once more at the end
+        return _matmul(a.astype(np.float32), b.astype(np.float32)).astype(dtype)
+    vector_a, vector_b = a.ndim == 1, b.ndim == 1
+    a2 = a[None, :] if vector_a else a
+    b2 = b[:, None] if vector_b else b
+    if a2.shape[-1] != b2.shape[-2]:
+        raise ValueError(f"matmul: {tuple(a.shape)} @ {tuple(b.shape)}: inner dimensions differ")
+    k = a2.shape[-1]
+    out_shape = np.broadcast_shapes(a2.shape[:-2], b2.shape[:-2]) + (a2.shape[-2], b2.shape[-1])
+    a64, b64 = _float64_copy("a", a2), _float64_copy("b", b2)
+    c = np.matmul(a64, b64, out=_buffer("c", out_shape, np.float64))
+    row_norm = np.sqrt(np.einsum("...k,...k->...", a64, a64))  # ||a_i||, (..., m): only bounds, never the result
+    col_norm = np.sqrt(np.einsum("...kn,...kn->...n", b64, b64))  # ||b_j||, (..., n)
+    row_norm *= k * _U / (1.0 - (k + 2) * _U) * 1.0625  # gamma_k, and 1/16 for the rounding of the norms
+    gap = _buffer("gap", out_shape, np.float64)
+    np.multiply(row_norm[..., :, None], col_norm[..., None, :], out=gap)  # E_ij
+    out = c.astype(np.float32)  # r = RN32(c): the result wherever it is certified
+    r64 = _buffer("r64", out_shape, np.float64)
+    np.copyto(r64, out)
+    np.subtract(c, r64, out=r64)  # exact: c - RN32(c) (Sterbenz)
+    np.abs(r64, out=r64)
+    gap += r64
+    gap *= 2.0  # compare 2 (|c - r| + E) with the gap below |r|: exact scaling by a power of two
+    spacing = _buffer("spacing", out_shape, np.float32)
+    below = _buffer("below", out_shape, np.float32)
+    np.abs(out, out=spacing)
+    np.subtract(spacing.view(np.uint32), np.uint32(1), out=below.view(np.uint32))  # the float32 below |r|
+    np.subtract(spacing, below, out=spacing)  # exact: neighbouring float32 values
+    np.fmax(spacing, _F32_TINY, out=spacing)  # r = 0 (below is NaN): the gap is the smallest subnormal
+    certified = np.less(gap, spacing, out=_buffer("certified", out_shape, np.bool_))  # False for NaN/inf
+    if not certified.all():
+        _recompute(out, np.flatnonzero(~certified), a64, b64)
+    out += np.float32(0.0)  # -0 -> +0: the sign of a zero sum depends on the order of the additions
+    if vector_a:
+        out = out[..., 0, :]
+    if vector_b:
+        out = out[..., 0]
+    return out
+
+
+def _recompute(out: np.ndarray, todo: np.ndarray, a64: np.ndarray, b64: np.ndarray) -> None:
+    """Set the entries ``todo`` (flat indices into ``out``) to RN32 of their exact dot products, all at once.
+
+    With P the (entries, k) exact products, one error-free extraction step (Rump, Ogita and Oishi's
+    ExtractVector) splits every p = q + p' exactly: with sigma = 2^ceil(log2 max|p|) 2^ceil(log2 k),
+    q = (sigma + p) - sigma and p' = p - q. All q are multiples of 2u sigma and their partial sums stay below
+    sigma, so tau_1 = sum q is exact in any summation order; |p'| <= u sigma. A second step on p' gives
+    tau_2 exactly and p''. Then exact = tau_1 + tau_2 + sum p'', and S = tau_1 + (tau_2 + fl(sum p'')) errs by at
+    most e = 2u(|S| + |tau_2| + |fl(sum p'')|) + 2 k^2 u max|p''| (the last term bounds gamma_{k-1} sum |p''|;
+    |p''| <= u sigma_2, so e is about 2^-100 of the products' scale). S is certified as in the fast path
+    (|S - RN32(S)| + e below half the float32 gap); what is left (S within a few float64 ulp of a float32
+    midpoint, or a non-finite product) goes to :func:`exact_dot` one by one.
+    """
+    index = np.unravel_index(todo, out.shape)
+    batch_shape = out.shape[:-2]
+    a_full = np.broadcast_to(a64, batch_shape + a64.shape[-2:])
+    b_full = np.broadcast_to(b64, batch_shape + b64.shape[-2:])
+    *batch, i, j = index
+    rows = a_full[(*batch, i)]  # (entries, k)
+    cols = np.moveaxis(b_full, -1, -2)[(*batch, j)]  # (entries, k)
+    products = rows * cols
+    k = products.shape[-1]
+    scale = float(1 << (k - 1).bit_length())  # 2^ceil(log2 k)
+    taus, residual = [], products
+    for _ in range(2):
+        largest = np.abs(residual).max(axis=-1, keepdims=True)
+        sigma = np.ldexp(scale, np.frexp(largest)[1])  # a power of two >= k max|p|
+        q = (sigma + residual) - sigma
+        residual = residual - q
+        taus.append(q.sum(axis=-1))  # exact, whatever order numpy sums in
+    rest = residual.sum(axis=-1)
+    low = taus[1] + rest
+    total = taus[0] + low
+    bound = 2 * _U * (np.abs(total) + np.abs(taus[1]) + np.abs(rest)) + 2 * k * k * _U * np.abs(residual).max(axis=-1)
+    rounded = total.astype(np.float32)
+    gap = np.abs(total - rounded) + bound
+    magnitude = np.abs(rounded)
+    below = (magnitude.view(np.uint32) - np.uint32(1)).view(np.float32)
+    spacing = np.fmax(magnitude - below, _F32_TINY)
+    certified = 2.0 * gap < spacing  # False where a product was NaN or infinite
+    out[index] = rounded
+    for n in np.flatnonzero(~certified):
+        out[tuple(axis[n] for axis in index)] = exact_dot(rows[n], cols[n])
+
+
+def exact_dot(x: np.ndarray, y: np.ndarray) -> np.float32:
+    """RN32(sum x_i y_i) for float64 vectors holding float32 values, whose products are exact in float64.
+
+    ``s = fsum(p)`` is the correctly rounded float64 sum. Rounding s to float32 equals rounding the exact sum, except
+    when s is exactly a float32 midpoint (double rounding): then the sign of the residual ``fsum(p + [-s])`` says on
+    which side the exact sum lies. Non-finite products: NaN if any product is NaN or both infinities occur, else that
+    infinity (the same rule whatever the summation order; NaN is numpy's canonical quiet NaN).
+    """
+    products = x * y
+    if not np.isfinite(products).all():
+        if np.isnan(products).any() or (np.isposinf(products).any() and np.isneginf(products).any()):
+            return np.float32(np.nan)
+        return np.float32(np.inf) if np.isposinf(products).any() else np.float32(-np.inf)
+    terms = products.tolist()
+    s = math.fsum(terms)
+    r = np.float32(s)
+    r_value = math.copysign(2.0 ** 128, s) if np.isinf(r) else float(r)
+    if r_value == s:
+        return r
+    other = _neighbour(r, s)
+    other_value = math.copysign(2.0 ** 128, s) if np.isinf(other) else float(other)
+    if s != (r_value + other_value) / 2:  # not a midpoint: s and the exact sum round alike
+        return r
+    residual = math.fsum(terms + [-s])  # its sign is the sign of (exact sum - s)
+    if residual == 0:
+        return r  # a true tie: numpy's rounding of s already broke it to even
+    above = other_value > r_value
+    return other if (residual > 0) == above else r
+
+
+def _neighbour(r: np.float32, s: float) -> np.float32:
+    """The float32 next to ``r`` on the side of ``s`` (for r = inf: the largest finite float32)."""
+    if np.isinf(r):
+        return np.float32(math.copysign(float(np.finfo(np.float32).max), s))
+    return np.nextafter(r, np.float32(math.inf if s > float(r) else -math.inf), dtype=np.float32)
+
+
+# -- transcendentals: float64 kernels from + - * / and exact ops ---------------------------------------------------
+_LOG2E = 1.4426950408889634
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: n * _LN2_HI is exact for |n| < 2^21 (fdlibm's split)
+_LN2_LO = 1.90821492927058770002e-10  # ln 2 - _LN2_HI
+_SQRT_HALF = 0.70710678118654752440
+_TWO_PI_HI = 6.283185307179586  # 2 pi rounded to float64
+_TWO_PI_LO = 2.4492935982947064e-16  # 2 pi - _TWO_PI_HI
+_EXP_TAYLOR = [1.0 / math.factorial(n) for n in range(14)]  # e^r = sum r^n / n!, |r| <= ln2/2: remainder < 4e-18
+_EXPM1_TAYLOR = [1.0 / math.factorial(n + 1) for n in range(14)]  # (e^x - 1) / x = sum x^n / (n+1)!
+_LOG_SERIES = [1.0 / (2 * k + 3) for k in range(11)]  # (atanh(s)/s - 1) / z = sum z^k / (2k+3), z = s^2 <= 0.0295
+
+
+def _float64(x: Any, op: str) -> tuple[np.ndarray, Any]:
+    """(x as a flat float64 array, the dtype to round the result to: x's floating dtype, float32 for integers).
+    Flat, because numpy turns 0-d results into scalars, which cannot be written into."""
+    x = _host(x, op)
+    dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float32)
+    return x.astype(np.float64).reshape(-1), dtype
+
+
+def _horner(x: np.ndarray, coefficients: list[float], out: np.ndarray | None = None) -> np.ndarray:
+    """c0 + x (c1 + x (c2 + ...)), evaluated innermost first: a fixed sequence of IEEE multiplies and adds."""
+    result = np.empty_like(x) if out is None else out
+    result.fill(coefficients[-1])
+    for c in reversed(coefficients[:-1]):
+        result *= x
+        result += c
+    return result
+
+
+# The kernels work in per-thread scratch arrays (``_buffer``): a fresh array per step would cost more in page faults
+# than the arithmetic. ``_exp64(x, slot)`` and friends return a scratch array, valid until that slot is used again;
+# the public ``exp64`` etc. return fresh copies.
+def _exp64(x: np.ndarray, slot: str = "exp") -> np.ndarray:
+    """e^x in float64 (a few ulp). Range reduction x = n ln2 + r with n = rint(x / ln2), |r| <= ln2/2 + tiny, where
+    r = (x - n ln2_hi) - n ln2_lo (Cody-Waite: the first product and difference are exact); then
+    e^x = 2^n e^r with e^r = sum_{i<=13} r^i / i! (truncation error < 4e-18) and 2^n applied by ldexp (exact, and
+    rounds once into the subnormals). x is clipped to [-746, 710] first: e^-746 < half the smallest subnormal, e^710 >
+    the largest float64, so the clip keeps 0 and inf where they belong; NaN stays NaN throughout."""
+    y = np.clip(x, -746.0, 710.0, out=_buffer(slot + ".y", x.shape, np.float64))
+    n = np.multiply(y, _LOG2E, out=_buffer(slot + ".n", x.shape, np.float64))
+    np.rint(n, out=n)
+    r = np.multiply(n, _LN2_HI, out=_buffer(slot + ".r", x.shape, np.float64))
+    np.subtract(y, r, out=r)
+    np.multiply(n, _LN2_LO, out=y)
+    r -= y
+    power = _buffer(slot + ".i", x.shape, np.int32)
+    np.copyto(power, n, casting="unsafe")  # NaN gives some integer; ldexp(NaN, any) is NaN
+    result = _horner(r, _EXP_TAYLOR, out=_buffer(slot, x.shape, np.float64))
+    return np.ldexp(result, power, out=result)
+
+
+def _expm1_64(x: np.ndarray, slot: str = "expm1") -> np.ndarray:
+    """e^x - 1 in float64 with a small *relative* error near 0. With the reduction of :func:`_exp64`,
+    x = n ln2 + r, and q = e^r - 1 = r (1 + r/2! + ... + r^13/14!) (accurate relative to q),
+    e^x - 1 = 2^n q + (2^n - 1): for n = 0 that is q itself; otherwise no cancellation can occur (|q| < 0.42 and
+    2^n - 1 is exact). n = 1024 (x within ln2/2 of the overflow threshold) takes ldexp(1 + q, n) - 1 instead, so
+    that 2^n alone cannot overflow."""
+    y = np.clip(x, -746.0, 710.0, out=_buffer(slot + ".y", x.shape, np.float64))
+    n = np.multiply(y, _LOG2E, out=_buffer(slot + ".n", x.shape, np.float64))
+    np.rint(n, out=n)
+    r = np.multiply(n, _LN2_HI, out=_buffer(slot + ".r", x.shape, np.float64))
+    np.subtract(y, r, out=r)
+    np.multiply(n, _LN2_LO, out=y)
+    r -= y
+    q = _horner(r, _EXPM1_TAYLOR, out=_buffer(slot + ".q", x.shape, np.float64))
+    q *= r
+    power = _buffer(slot + ".i", x.shape, np.int32)
+    np.copyto(power, n, casting="unsafe")  # NaN gives some integer; the NaN in q carries through
+    two = np.ldexp(1.0, power, out=y)  # 2^n
+    result = np.multiply(two, q, out=_buffer(slot, x.shape, np.float64))
+    two -= 1.0
+    result += two
+    top = n >= 1024
+    if top.any():
+        np.copyto(result, np.ldexp(1.0 + q, power) - 1.0, where=top)
+    np.copyto(result, x, where=x == 0)  # e^-0 - 1 = -0
+    return result
+
+
+def _log64(x: np.ndarray, slot: str = "log") -> np.ndarray:
+    """ln x in float64 (a few ulp). x = m 2^e by frexp (exact), m moved into [sqrt(1/2), sqrt(2)); with f = m - 1
+    (exact) and s = f / (2 + f), ln m = 2 atanh(s) = 2 s (1 + z/3 + z^2/5 + ... + z^11/23), z = s^2 <= 0.0295
+    (truncation < 1e-18 relative); ln x = e ln2_hi + (e ln2_lo + ln m), e ln2_hi exact.
+    ln 0 = -inf, ln(x < 0) = NaN, ln inf = inf, ln NaN = NaN."""
+    shape = x.shape
+    regular = np.isfinite(x, out=_buffer(slot + ".regular", shape, np.bool_))
+    np.logical_and(regular, x > 0, out=regular)
+    m = _buffer(slot + ".m", shape, np.float64)
+    m.fill(1.0)
+    np.copyto(m, x, where=regular)  # the special values are put back at the end
+    exponent = _buffer(slot + ".e", shape, np.int32)
+    np.frexp(m, out=(m, exponent))
+    low = np.less(m, _SQRT_HALF, out=_buffer(slot + ".low", shape, np.bool_))
+    np.multiply(m, 2.0, out=m, where=low)
+    e = _buffer(slot + ".ef", shape, np.float64)
+    np.copyto(e, exponent)
+    e -= low
+    m -= 1.0  # f, exact
+    s = np.add(m, 2.0, out=_buffer(slot + ".s", shape, np.float64))
+    np.divide(m, s, out=s)
+    z = np.multiply(s, s, out=m)
+    series = _horner(z, _LOG_SERIES, out=_buffer(slot + ".series", shape, np.float64))
+    series *= z
+    series *= s
+    series += s
+    series *= 2.0  # ln m = 2 (s + s z R) = 2s + 2s z R exactly (doubling is exact)
+    result = np.multiply(e, _LN2_LO, out=_buffer(slot, shape, np.float64))
+    result += series
+    np.multiply(e, _LN2_HI, out=e)
+    result += e
+    if not regular.all():
+        with np.errstate(all="ignore"):
+            special = np.where(x == 0, -np.inf, np.where(x == np.inf, np.inf, np.nan))
+        np.copyto(result, special, where=~regular)
+    return result
+
+
+def _tanh64(x: np.ndarray, slot: str = "tanh") -> np.ndarray:
+    """tanh x = sign(x) t / (t + 2), t = e^{2|x|} - 1 (:func:`_expm1_64`, accurate near 0); |x| is clipped to 22,
+    where tanh is 1 to float64 precision."""
+    doubled = np.abs(x, out=_buffer(slot + ".a", x.shape, np.float64))
+    np.minimum(doubled, 22.0, out=doubled)
+    doubled *= 2.0
+    t = _expm1_64(doubled, slot + ".expm1")
+    result = np.add(t, 2.0, out=_buffer(slot, x.shape, np.float64))
+    np.divide(t, result, out=result)
+    return np.copysign(result, x, out=result)
+
+
+def _sigmoid64(x: np.ndarray, slot: str = "sigmoid") -> np.ndarray:
+    """1 / (1 + e^-x) without overflow: with e = e^{-|x|} in (0, 1], 1 / (1 + e) for x >= 0, e / (1 + e) below."""
+    minus = np.abs(x, out=_buffer(slot + ".a", x.shape, np.float64))
+    np.negative(minus, out=minus)
+    e = _exp64(minus, slot + ".exp")
+    denominator = np.add(e, 1.0, out=minus)
+    result = np.divide(1.0, denominator, out=_buffer(slot, x.shape, np.float64))
+    np.divide(e, denominator, out=e)
+    np.copyto(result, e, where=~(x >= 0))  # x < 0 and NaN
+    return result
+
+
+def exp64(x: np.ndarray) -> np.ndarray:
+    """e^x (see :func:`_exp64`), a fresh float64 array."""
+    x = _host(x, "exp")
+    return _exp64(x.astype(np.float64).reshape(-1)).reshape(x.shape).copy()
+
+
+def expm1_64(x: np.ndarray) -> np.ndarray:
+    """e^x - 1 (see :func:`_expm1_64`), a fresh float64 array."""
+    x = _host(x, "expm1")
+    return _expm1_64(x.astype(np.float64).reshape(-1)).reshape(x.shape).copy()
+
+
+def log64(x: np.ndarray) -> np.ndarray:
+    """ln x (see :func:`_log64`), a fresh float64 array."""
+    x = _host(x, "log")
+    return _log64(x.astype(np.float64).reshape(-1)).reshape(x.shape).copy()
+
+
+def tanh64(x: np.ndarray) -> np.ndarray:
+    """tanh x (see :func:`_tanh64`), a fresh float64 array."""
+    x = _host(x, "tanh")
+    return _tanh64(x.astype(np.float64).reshape(-1)).reshape(x.shape).copy()
+
+
+def sigmoid64(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + e^-x) (see :func:`_sigmoid64`), a fresh float64 array."""
+    x = _host(x, "sigmoid")
+    return _sigmoid64(x.astype(np.float64).reshape(-1)).reshape(x.shape).copy()
+
+
+def pow64(a: np.ndarray, b: Any) -> np.ndarray:
+    """a^b in float64. A scalar integer exponent |b| <= 64: repeated squaring (b < 0: 1 / a^|b|); b = 0.5: sqrt
+    (IEEE-exact). Otherwise |a|^b = e^{b ln|a|}, with the sign and special cases of C's pow: a < 0 needs an integer
+    b (odd b keeps the sign, else NaN); a^0 = 1, 1^b = 1 even for NaN, (-1)^inf = 1; 0^b = 0 (b > 0) or inf (b < 0)."""
+    if np.ndim(b) == 0:
+        exponent = float(b)
+        if exponent == 0.5:
+            return np.sqrt(a)
+        if exponent.is_integer() and abs(exponent) <= 64:
+            n = int(abs(exponent))
+            result, square = np.ones_like(a), a
+            while n:
+                if n & 1:
+                    result = result * square
+                n >>= 1
+                if n:
+                    square = square * square
+            return 1.0 / result if exponent < 0 else result
+    b = np.asarray(b, dtype=np.float64)
+    magnitude = _exp64(b * _log64(np.abs(a), "pow.log"), "pow.exp")
+    integral = np.floor(b) == b
+    odd = integral & (np.floor(b * 0.5) * 2.0 != b)
+    out = np.where(a < 0, np.where(integral, np.where(odd, -magnitude, magnitude), np.nan), magnitude)
+    out = np.where(a == 0, np.where(b > 0, 0.0, np.where(b < 0, np.inf, 1.0)), out)
+    return np.where((b == 0) | (a == 1) | ((a == -1) & np.isinf(b)), 1.0, out)
+
+
+def cos_turns64(t: np.ndarray) -> np.ndarray:
+    """cos(2 pi t) in float64 (Box-Muller's angle is a fraction of a turn). Exact reduction by quarter turns:
+    n = rint(4t), f = t - n/4 in [-1/8, 1/8] (exact), x = 2 pi f (two-part 2 pi) in [-pi/4, pi/4]; then
+    cos(2 pi t) = cos x, -sin x, -cos x, sin x for n mod 4 = 0, 1, 2, 3, with the Taylor series of sin (to x^17)
+    and cos (to x^18), truncation < 1e-19."""
+    t = _host(t, "cos").astype(np.float64, copy=False)
+    n = np.rint(4.0 * t)
+    f = t - 0.25 * n
+    x = f * _TWO_PI_HI + f * _TWO_PI_LO
+    z = x * x
+    sin = x * _horner(z, [(-1.0) ** k / math.factorial(2 * k + 1) for k in range(9)])
+    cos = _horner(z, [(-1.0) ** k / math.factorial(2 * k) for k in range(10)])
+    quadrant = np.mod(n, 4.0)
+    return np.where(quadrant == 0, cos, np.where(quadrant == 1, -sin, np.where(quadrant == 2, -cos, sin)))
+
+
+def scalar_pow(a: float, b: float) -> float:
+    """``a ** b`` for a Python float (the optimizers' bias corrections, the schedulers' decay factors) by
+    :func:`pow64`: C's ``pow``, which Python's ``**`` calls, has FMA and non-FMA variants that can differ by an ulp."""
+    return float(pow64(np.array([a], dtype=np.float64), b)[0])
+
+
+def scalar_cos_turns(t: float) -> float:
+    """cos(2 pi t) for a Python float by :func:`cos_turns64` (instead of ``math.cos``: libm's)."""
+    return float(cos_turns64(np.array([t], dtype=np.float64))[0])
+
+
+def _unary(kernel: Any, op: str) -> Any:
+    def apply(x: Any) -> np.ndarray:
+        shape = np.shape(x)
+        x64, dtype = _float64(x, op)
+        with np.errstate(all="ignore"):  # inf and NaN are results here, as in PyTorch
+            return kernel(x64).astype(dtype).reshape(shape)
+
+    apply.__name__ = op
+    apply.__doc__ = f"{op}(x) by :func:`{kernel.__name__}`, rounded to x's floating dtype (float32 for integers)."
+    return apply
+
+
+exp = _unary(_exp64, "exp")
+expm1 = _unary(_expm1_64, "expm1")
+log = _unary(_log64, "log")
+tanh = _unary(_tanh64, "tanh")
+sigmoid = _unary(_sigmoid64, "sigmoid")
+
+
+def pow(a: Any, b: Any) -> np.ndarray:  # noqa: A001 - numpy's and PyTorch's name
+    """a ** b by :func:`pow64`, rounded to the result dtype numpy would give ``a ** b``."""
+    a = _host(a, "pow")
+    dtype = np.result_type(a, b)
+    if dtype.kind != "f":
+        return a ** b  # integer powers: exact integer arithmetic
+    a64 = a.astype(np.float64)
+    if np.ndim(b) == 0 and not hasattr(b, "dtype"):  # a Python number: pow64's scalar fast paths
+        b64: Any = b
+    else:
+        a64, b64 = np.broadcast_arrays(a64, np.asarray(b, dtype=np.float64))
+    shape = a64.shape
+    with np.errstate(all="ignore"):  # flat: numpy turns 0-d results into scalars, which cannot be written into
+        out = pow64(a64.reshape(-1), b64 if np.ndim(b64) == 0 else b64.reshape(-1))
+    return np.asarray(out).astype(dtype).reshape(shape)
