@@ -33,6 +33,8 @@ RUN_BOUND: dict[str, set[str]] = {
     "09_ablations_runs_and_metrics.ipynb": {"tmp", "run", "records", "table", "wider", "crashed"},
     # profiles, a summary and a row of it (measured times), a Chrome trace declared by the cell
     "12_profiling.ipynb": {"tmp", "prof", "summary", "row", "prof2", "sampled", "trace"},
+    # a temporary directory; an export result (its path in it, the time export took)
+    "13_export_and_inference.ipynb": {"tmp", "result"},
 }
 # notebook 10 records into its own store in a temporary directory (%tg_ckpt dir=..., then off, then deletes it):
 # the replay switches back to ours and replays what was recorded there (the cells before that switch)

@@ -145,7 +145,7 @@ class Function:
         ctx.needs_input_grad = needs  # already here, so forward can save only what the needed gradients read
         event = None
         if _observers:
-            event = OpEvent("forward", cls.__name__, device, args, ctx=ctx)
+            event = OpEvent("forward", cls.__name__, device, args, ctx=ctx, kwargs=kwargs)
             for obs in _observers:
                 obs.op_begin(event)
         quiet = _silence_numpy(_QUIET)  # inf and NaN come out silently, as in PyTorch (see above)

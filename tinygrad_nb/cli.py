@@ -13,6 +13,8 @@ SUBCOMMANDS = {
     "demo": ("tinygrad_nb.demo", "train a small MLP on the bundled 8x8 digits with a live progress line"),
     "train": ("tinygrad_nb.data.train", "train an MLP classifier or regressor on any CSV file"),
     "runs": ("tinygrad_nb.track.cli", "list, show and compare tracked runs"),
+    "export": ("tinygrad_nb.export.cli", "export a checkpoint to a validated ONNX file"),
+    "predict": ("tinygrad_nb.runtime.cli", "run every row of a CSV file through an ONNX model"),
 }
 
 

@@ -29,6 +29,7 @@ class OpEvent:
     and ``output`` is the result tensor (set before ``op_end``). In the backward phase ``inputs`` is the incoming
     gradient array and ``output`` the tuple of gradient arrays produced for the node's inputs. ``ctx`` is the graph
     node (None when no graph is recorded); observers may attach data to it, e.g. where the op was called.
+    ``kwargs`` are the op's keyword arguments in the forward phase (``dim=``, ``name=``: what export needs).
     """
 
     phase: str
@@ -38,6 +39,7 @@ class OpEvent:
     output: Any = None
     ctx: Context | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    kwargs: dict[str, Any] = field(default_factory=dict)
 
 
 class Observer(Protocol):
@@ -95,12 +97,16 @@ def implementation_for(op: type[Function], device_type: str) -> type[Function]:
     return overrides.get((op, device_type), op)
 
 
+registered_ops: list[type] = []  # custom ops' Functions, kept by tinygrad_nb.library (the core never imports it)
+
+
 def dispatch_table() -> str:
-    """A printable table: every built-in op and which implementation runs on each device type."""
+    """A printable table: every built-in op, then every registered custom op, and which implementation runs on each
+    device type."""
     from . import ops  # noqa: PLC0415 - the op table imports dispatch, so look it up lazily
 
     rows = [("op", "cpu", "cuda")]
-    for op in ops.PRIMITIVES:
+    for op in (*ops.PRIMITIVES, *registered_ops):
         rows.append((op.__name__, _impl_name(op, "cpu"), _impl_name(op, "cuda")))
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows]
