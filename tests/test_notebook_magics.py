@@ -69,9 +69,10 @@ def test_help_lists_every_magic(shell: Any, capsys: pytest.CaptureFixture[str]) 
     for name, kind, _ in MAGICS:
         assert name in shell.magics_manager.magics[kind]
         assert ("%%" if kind == "cell" else "%") + name in out
-    assert "tg_hooks" in out and len(MAGICS) == 8
+    assert "tg_hooks" in out and "%%tg_kernel" in out and len(MAGICS) == 9
     assert "--sort" in run_ok(shell, "%tg_help tg_profile", capsys)
     assert "--strict" in run_ok(shell, "%tg_help %%tg_nantrace", capsys)
+    assert "--sample" in run_ok(shell, "%tg_help tg_kernel", capsys)
     assert "usage: %tg_seed" in run_ok(shell, "%tg_seed -h", capsys)  # -h prints help, never exits
     assert usage_error(shell, "%tg_help tg_nope").startswith("%tg_help: no magic named 'tg_nope'")
 

@@ -23,6 +23,16 @@ from .determinism import DeterminismError, deterministic, get_deterministic  # n
 from .fingerprint import Fingerprint, fingerprint  # noqa: E402
 from .profiler import profile  # noqa: E402
 from . import debug, track  # noqa: E402
+from . import library  # noqa: E402 - custom ops: registry, opcheck, C plugins
+
+
+def __getattr__(name: str) -> object:
+    """``tg.export`` and ``tg.runtime`` load on first use (neither imports onnx until one of its functions runs)."""
+    if name in ("export", "runtime"):
+        import importlib  # noqa: PLC0415
+
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'tinygrad_nb' has no attribute {name!r}")
 
 __version__ = "0.1.0"
 bool = bool_  # noqa: A001 - PyTorch spells the dtype tinygrad_nb.bool

@@ -51,15 +51,16 @@ def unload_ipython_extension(ipython: Any) -> None:
 def _core_handle_listeners() -> list[list[Any]]:
     """The core's "a hook/observer handle was created" listener lists, where the core provides them.
 
-    They are the optional seam for automatic ownership (``nn.module.hook_listeners`` and
-    ``dispatch.observer_listeners``, empty unless this extension is loaded); without them only what goes through
+    They are the optional seam for automatic ownership (``nn.module.hook_listeners``,
+    ``dispatch.observer_listeners`` and ``library.op_listeners`` for custom ops defined in a cell, empty unless this
+    extension is loaded); without them only what goes through
     :func:`.ownership.own` is owned.
     """
-    from .. import dispatch  # noqa: PLC0415
+    from .. import dispatch, library  # noqa: PLC0415
     from ..nn import module  # noqa: PLC0415
 
     found = []
-    for holder, name in ((module, "hook_listeners"), (dispatch, "observer_listeners")):
+    for holder, name in ((module, "hook_listeners"), (dispatch, "observer_listeners"), (library, "op_listeners")):
         listeners = getattr(holder, name, None)
         if isinstance(listeners, list):
             found.append(listeners)

@@ -42,6 +42,8 @@ MAGICS: list[tuple[str, str, str]] = [
     ("tg_runs", "line", "tracked runs: %tg_runs [ls | show ID | compare ID ID ... | export ID] [--store PATH]"),
     ("tg_deterministic", "line", "deterministic mode: %tg_deterministic on|off|warn (no argument: show it)"),
     ("tg_hooks", "line", "list the hooks and widgets each cell owns (--clear releases them all)"),
+    ("tg_kernel", "cell", ("compile the C kernel in the cell into a custom op and opcheck it: "
+                           "%%tg_kernel NAME [--sample EXPR]")),
     ("tg_help", "line", "this list; %tg_help NAME shows the options of one magic"),
 ]
 
@@ -153,8 +155,14 @@ def help_parser() -> MagicParser:
 PARSERS: dict[str, Callable[[], MagicParser]] = {
     "tg_seed": seed_parser, "tg_device": device_parser, "tg_profile": profile_parser,
     "tg_nantrace": nantrace_parser, "tg_runs": runs_parser, "tg_deterministic": deterministic_parser,
-    "tg_hooks": hooks_parser, "tg_help": help_parser,
+    "tg_hooks": hooks_parser, "tg_help": help_parser, "tg_kernel": lambda: _kernel_magic().kernel_parser(),
 }
+
+
+def _kernel_magic() -> Any:
+    from . import kernel_magic  # noqa: PLC0415 - only when %%tg_kernel is used (it brings the C toolchain code)
+
+    return kernel_magic
 
 
 def _table(columns: list[str], rows: list[dict[str, Any]]) -> str:
@@ -175,9 +183,14 @@ class TinygradMagics:
         by_name: dict[str, Callable[..., Any]] = {
             "tg_seed": self.tg_seed, "tg_device": self.tg_device, "tg_profile": self.tg_profile,
             "tg_nantrace": self.tg_nantrace, "tg_runs": self.tg_runs, "tg_deterministic": self.tg_deterministic,
-            "tg_hooks": self.tg_hooks, "tg_help": self.tg_help,
+            "tg_hooks": self.tg_hooks, "tg_help": self.tg_help, "tg_kernel": self.tg_kernel,
         }
         return [(name, kind, by_name[name]) for name, kind, _ in MAGICS]
+
+    # -- %%tg_kernel (tinygrad_nb/notebook/kernel_magic.py) ------------------------------------------------------
+    def tg_kernel(self, line: str, cell: str) -> Any:
+        __tracebackhide__ = True
+        return _kernel_magic().KernelMagic(self.shell).tg_kernel(line, cell)
 
     # -- %tg_seed -----------------------------------------------------------------------------------------------
     def tg_seed(self, line: str) -> None:
