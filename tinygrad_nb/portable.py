@@ -378,34 +378,36 @@ def _sigmoid64(x: np.ndarray, slot: str = "sigmoid") -> np.ndarray:
     return result
 
 
+def _fresh64(kernel: Any, x: Any, op: str) -> np.ndarray:
+    """``kernel`` (which works on a flat float64 array, in scratch buffers) applied to ``x``: a fresh float64 array
+    of ``x``'s shape."""
+    x = _host(x, op)
+    return kernel(x.astype(np.float64).reshape(-1)).reshape(x.shape).copy()
+
+
 def exp64(x: np.ndarray) -> np.ndarray:
     """e^x (see :func:`_exp64`), a fresh float64 array."""
-    x = _host(x, "exp")
-    return _exp64(x.astype(np.float64).reshape(-1)).reshape(x.shape).copy()
+    return _fresh64(_exp64, x, "exp")
 
 
 def expm1_64(x: np.ndarray) -> np.ndarray:
     """e^x - 1 (see :func:`_expm1_64`), a fresh float64 array."""
-    x = _host(x, "expm1")
-    return _expm1_64(x.astype(np.float64).reshape(-1)).reshape(x.shape).copy()
+    return _fresh64(_expm1_64, x, "expm1")
 
 
 def log64(x: np.ndarray) -> np.ndarray:
     """ln x (see :func:`_log64`), a fresh float64 array."""
-    x = _host(x, "log")
-    return _log64(x.astype(np.float64).reshape(-1)).reshape(x.shape).copy()
+    return _fresh64(_log64, x, "log")
 
 
 def tanh64(x: np.ndarray) -> np.ndarray:
     """tanh x (see :func:`_tanh64`), a fresh float64 array."""
-    x = _host(x, "tanh")
-    return _tanh64(x.astype(np.float64).reshape(-1)).reshape(x.shape).copy()
+    return _fresh64(_tanh64, x, "tanh")
 
 
 def sigmoid64(x: np.ndarray) -> np.ndarray:
     """1 / (1 + e^-x) (see :func:`_sigmoid64`), a fresh float64 array."""
-    x = _host(x, "sigmoid")
-    return _sigmoid64(x.astype(np.float64).reshape(-1)).reshape(x.shape).copy()
+    return _fresh64(_sigmoid64, x, "sigmoid")
 
 
 def pow64(a: np.ndarray, b: Any) -> np.ndarray:
