@@ -452,3 +452,58 @@ def test_in_place_reuse_never_overwrites_another_view_of_the_input() -> None:
     (bucket,) = sess._plans.values()
     # Relu may write over x (x dies there); Add must not write over r (numpy would then copy t behind our back)
     assert [bucket.layout.steps[i].kernel.op_type for i in sorted(bucket.layout.inplace)] == ["Relu"]
+
+
+# -- the fast convolution and pooling paths -------------------------------------------------------------------------
+def _conv_pool_model(c_in: int, pads: list[int], pool: dict, rng: np.random.Generator,
+                     kernel: tuple[int, int] = (3, 2)) -> onnx.ModelProto:
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", c_in, 9, 12])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    w = numpy_helper.from_array(rng.standard_normal((5, c_in) + kernel).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(5).astype(np.float32), "b")
+    w2 = numpy_helper.from_array(rng.standard_normal((4, 5, 3, 3)).astype(np.float32), "w2")
+    nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], pads=pads),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], **pool),
+             helper.make_node("Conv", ["p", "w2"], ["y"], pads=[1, 2, 0, 1])]  # reads the pool's output only
+    return helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w, b, w2]),
+                             opset_imports=[helper.make_opsetid("", 18)])
+
+
+@pytest.mark.parametrize("c_in", [1, 3])
+@pytest.mark.parametrize("pads", [[1, 1, 1, 1], [0, 2, 1, 0], [0, 0, 0, 0]])
+@pytest.mark.parametrize("pool", [{"kernel_shape": [2, 2], "strides": [2, 2]},
+                                  {"kernel_shape": [3, 2], "strides": [1, 2]},
+                                  {"kernel_shape": [2, 3], "strides": [2, 3]},
+                                  {"kernel_shape": [2, 2], "strides": [1, 1]}])  # (the general pooling path)
+def test_batch_1_convolution_and_separable_pooling_match_onnx_reference(c_in: int, pads: list[int],
+                                                                         pool: dict) -> None:
+    from onnx.reference import ReferenceEvaluator  # noqa: PLC0415
+
+    rng = np.random.default_rng(11)
+    model = _conv_pool_model(c_in, pads, pool, rng)
+    sess = load_model(model)
+    reference = ReferenceEvaluator(model)
+    for b in (1, 3, 1, 4, 1):  # batch 1 (its own conv paths) and others; first and planned calls
+        x = rng.standard_normal((b, c_in, 9, 12)).astype(np.float32)
+        want = reference.run(None, {"x": x})[0]
+        first = sess(x)
+        np.testing.assert_allclose(first, want, rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(sess(x), first)  # the planned program gives the reference kernels' bits
+        np.testing.assert_array_equal(sess(x), first)
+
+
+def test_pooled_values_are_written_straight_into_the_next_convolutions_padding() -> None:
+    rng = np.random.default_rng(12)
+    model = _conv_pool_model(3, [1, 1, 1, 1], {"kernel_shape": [2, 2], "strides": [2, 2]}, rng, kernel=(3, 3))
+    sess = load_model(model)
+    for b in (1, 5):
+        x = rng.standard_normal((b, 3, 9, 12)).astype(np.float32)
+        first = sess(x)
+        np.testing.assert_array_equal(sess(x), first)
+        program = sess._programs[(x.shape,)]
+        steps = [getattr(s, "__name__", "") for s in program.steps]
+        # the first conv copies its input into its padded buffer; the second conv's padded buffer is where the
+        # pool writes its output, so there is nothing to copy (batch 1 has its own conv path)
+        assert steps == (["conv_single_padded", "<lambda>", "max_pool3", "conv_single"] if b == 1 else
+                         ["conv", "<lambda>", "max_pool3", "conv"]), steps

@@ -465,6 +465,15 @@ class _Program:
             self.input_views.append(bound[spec.name])
         self.steps = []
         self.init_steps = []
+        scratch_of: dict[int, tuple[list[Any], list[np.ndarray]]] = {}
+        for i, node in enumerate(layout.steps):
+            if i in layout.views:
+                continue
+            k = node.kernel
+            specs = k.scratch([env[n] if n else None for n in node.inputs], [env[o] for o in node.outputs])
+            scratch_of[i] = (specs, [bucket.view(r, shape, dtype, f"{k.op_type} scratch")
+                                     for r, (shape, dtype, _) in zip(plan.scratch_of.get(i, []), specs)])
+        aliases = _input_targets(session, layout, plan, env, scratch_of)
         for i, node in enumerate(layout.steps):
             k = node.kernel
             ins = [bound[n] if n else None for n in node.inputs]
@@ -479,18 +488,17 @@ class _Program:
                 outs = []
                 for name in node.outputs:
                     want = env[name]
-                    bound[name] = bucket.view(plan.root_of[name], want.shape, want.dtype, f"{k.op_type} -> {name}")
+                    bound[name] = aliases[name] if name in aliases else bucket.view(
+                        plan.root_of[name], want.shape, want.dtype, f"{k.op_type} -> {name}")
                     outs.append(bound[name])
-            specs = k.scratch([env[n] if n else None for n in node.inputs], [env[o] for o in node.outputs])
-            scratch = [bucket.view(r, shape, dtype, f"{k.op_type} scratch")
-                       for r, (shape, dtype, _) in zip(plan.scratch_of.get(i, []), specs)]
+            specs, scratch = scratch_of[i]
             if k.view:  # a view op whose result is not a view here (e.g. reshaping a transposed array): copy
                 self.steps.append(_copy_step(k, ins, outs))
             else:
                 self.steps.append(k.bind(ins, outs, scratch))
-                for buffer, (_, _, persistent) in zip(scratch, specs):
+                for index, (buffer, (_, _, persistent)) in enumerate(zip(scratch, specs)):
                     if persistent:  # e.g. a padded input: bind filled its border; another program may overwrite it
-                        self.init_steps.append(lambda b=buffer, v=k.persistent_fill(buffer.dtype): b.fill(v))
+                        self.init_steps.append(k.persistent_init(index, buffer))
         self.outputs = [bound[n] for n in session.output_names]
         bucket.owner = self
 
@@ -504,6 +512,42 @@ class _Program:
         for step in self.steps:
             step()
         return [o.copy() for o in self.outputs] if copy else self.outputs
+
+
+def _input_targets(session: Session, layout: _Layout, plan: Plan, env: dict[str, Any],
+                   scratch_of: dict[int, tuple[list[Any], list[np.ndarray]]]) -> dict[str, np.ndarray]:
+    """Values written straight into the buffer their only reader copies them into: a padded convolution's
+    persistent padded input, whose interior would otherwise be a copy of the value on every call. Only when the
+    writer writes strided outputs without allocating (MaxPool's last step is a copy), the value has a buffer of its
+    own (not a view, not written in place, not an output) and nothing else reads it."""
+    readers: dict[str, int] = {}
+    producer: dict[str, int] = {}
+    for i, node in enumerate(layout.steps):
+        for n in node.inputs:
+            if n:
+                readers[n] = readers.get(n, 0) + 1
+        for n in node.outputs:
+            producer[n] = i
+    sharing: dict[int, int] = {}
+    for root in plan.root_of.values():
+        sharing[root] = sharing.get(root, 0) + 1
+    aliases = {}
+    for j, node in enumerate(layout.steps):
+        if j in layout.views or not node.inputs or not node.inputs[0]:
+            continue
+        v = node.inputs[0]
+        i = producer.get(v)
+        if (i is None or readers.get(v) != 1 or v in session.output_names or i in layout.views
+                or i in layout.inplace or v not in plan.root_of or sharing[plan.root_of[v]] != 1):
+            continue
+        writer = layout.steps[i]
+        if len(writer.outputs) != 1 or not writer.kernel.writes_strided(
+                [env[n] if n else None for n in writer.inputs], [env[v]]):
+            continue
+        target = node.kernel.input_target([env[n] if n else None for n in node.inputs], scratch_of[j][1])
+        if target is not None and target.shape == env[v].shape and target.dtype == env[v].dtype:
+            aliases[v] = target
+    return aliases
 
 
 def _copy_step(k: Kernel, ins: list[Any], outs: list[np.ndarray]) -> Any:
