@@ -507,3 +507,24 @@ def test_pooled_values_are_written_straight_into_the_next_convolutions_padding()
         # pool writes its output, so there is nothing to copy (batch 1 has its own conv path)
         assert steps == (["conv_single_padded", "<lambda>", "max_pool3", "conv_single"] if b == 1 else
                          ["conv", "<lambda>", "max_pool3", "conv"]), steps
+
+
+def test_the_memory_plan_predicts_what_a_bucket_really_holds() -> None:
+    """sess.memory_plan(): the arena plus the buffers outside it is what the runtime holds after warm-up (within
+    5%: the rest is the bound program's Python objects), and the first call's reference values are not kept."""
+    import gc
+
+    session = load(DATA / "torch_cnn.onnx")
+    outside_before = session.outside_arena_bytes()  # Relu's shared zeros may exist already (other sessions)
+    x = np.random.default_rng(0).standard_normal((128, 1, 8, 8)).astype(np.float32)
+    gc.collect()
+    tracemalloc.start()
+    session.run(x, copy=False)
+    session.run(x, copy=False)
+    gc.collect()
+    held = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    report = session.memory_plan()
+    planned = report.plans[-1].arena_bytes + report.outside_bytes - outside_before
+    assert planned <= held <= 1.05 * planned, (planned, held)
+    assert "held outside the arenas" in report.table()

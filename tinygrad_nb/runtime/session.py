@@ -325,7 +325,17 @@ class Session:
             if key not in self._plans:
                 self._plans[key] = _Bucket(self, key)
         return MemoryPlanReport([b.plan for _, b in sorted(self._plans.items())],
-                                sorted({n.kernel.op_type for n in self.nodes if n.kernel.allocates}))
+                                sorted({n.kernel.op_type for n in self.nodes if n.kernel.allocates}),
+                                self.outside_arena_bytes())
+
+    def outside_arena_bytes(self) -> int:
+        """Bytes the bound programs hold outside the arenas: constants broadcast along the batch (one array per
+        constant for the largest batch so far) and the shared read-only zeros Relu compares with."""
+        from .kernels import _ZEROS  # noqa: PLC0415
+
+        buffers = [big for n in self.nodes for _, big in getattr(n.kernel, "_expanded", {}).values()]
+        buffers += list(_ZEROS.values())
+        return sum(int(b.nbytes) for b in buffers)
 
     def allocation_count(self) -> int:
         """Buffers allocated by plans so far (arenas): stays constant once every bucket in use is warm."""
@@ -355,8 +365,8 @@ class _Bucket:
             example = [np.zeros(s, spec.dtype) for s, spec in zip(shapes, session.inputs)]
         # the example's rows repeated up to the bucket's batch size (values matter only for shape-like inputs)
         arrays = [a if a.shape == s else a[np.arange(s[0]) % a.shape[0]] for a, s in zip(example, shapes)]
-        self.env = session.reference(arrays)
-        self.plan, self.layout = _make_plan(session, shapes, self.env)
+        # the reference run's values give the plan its shapes; they are not kept (they would double what a bucket holds)
+        self.plan, self.layout = _make_plan(session, shapes, session.reference(arrays))
         self.arena: np.ndarray | None = None
         self.owner: _Program | None = None
 
@@ -607,9 +617,10 @@ class MemoryPlanReport:
     """``sess.memory_plan()``: per bucket the planned arena (peak) bytes, the liveness lower bound, the buffers;
     ``str()`` is a table, and in a notebook the buffer lifetimes are drawn (step on x, arena offset on y)."""
 
-    def __init__(self, plans: list[Plan], allocating_ops: list[str]):
+    def __init__(self, plans: list[Plan], allocating_ops: list[str], outside_bytes: int = 0):
         self.plans = plans
         self.allocating_ops = allocating_ops
+        self.outside_bytes = outside_bytes  # held by the programs outside the arenas (see Session.outside_arena_bytes)
 
     def table(self) -> str:
         lines = ["bucket (input shapes)        planned peak   lower bound   buffers  steps"]
@@ -618,6 +629,7 @@ class MemoryPlanReport:
             lines.append(f"{shapes:<28} {_kib(p.arena_bytes):>12}   {_kib(p.lower_bound):>11}   {len(p.roots):>7}  "
                          f"{p.steps:>5}")
         lines.append("ops without an out= kernel (allocate per call): " + (", ".join(self.allocating_ops) or "none"))
+        lines.append(f"held outside the arenas (batch-broadcast constants, Relu's zeros): {_kib(self.outside_bytes)}")
         return "\n".join(lines)
 
     def __repr__(self) -> str:
