@@ -344,6 +344,34 @@ def test_custom_function_behaves_like_builtin(dev: str) -> None:
         ScaledAdd.apply(t64([1.0, 2.0], dev, True), t64([[3.0], [4.0]], dev), 2.5).sum().backward()
 
 
+def test_engine_undoes_broadcasting_for_ops_that_declare_it(dev: str) -> None:
+    class BroadcastAdd(tg.Function):
+        broadcasts = True  # backward returns gradients in the output's shape; the engine sums them back
+
+        @staticmethod
+        def forward(ctx, a, b):  # type: ignore[no-untyped-def]
+            return a + b
+
+        @staticmethod
+        def backward(ctx, grad):  # type: ignore[no-untyped-def]
+            return grad * 2, grad * 3
+
+    a = t64([1.0, 2.0, 3.0], dev, requires_grad=True)  # (3,) against (2, 1): output (2, 3)
+    b = t64([[1.0], [2.0]], dev, requires_grad=True)
+    BroadcastAdd.apply(a, b).sum().backward()
+    np.testing.assert_array_equal(to_np(a.grad), [4.0, 4.0, 4.0])  # 2 summed over the 2 rows
+    np.testing.assert_array_equal(to_np(b.grad), [[9.0], [9.0]])  # 3 summed over the 3 columns
+    # A gradient that no broadcast explains is still the op's error:
+    class WrongShape(BroadcastAdd):
+        @staticmethod
+        def backward(ctx, grad):  # type: ignore[no-untyped-def]
+            return grad[:, :2], None
+
+    with pytest.raises(RuntimeError, match=r"WrongShape.backward returned a gradient of shape \(2, 2\) for input 0, "
+                                           r"which has shape \(3,\)"):
+        WrongShape.apply(t64([1.0, 2.0, 3.0], dev, True), b.detach()).sum().backward()
+
+
 def test_gradcheck_catches_a_wrong_backward() -> None:
     class WrongSquare(tg.Function):
         @staticmethod

@@ -33,7 +33,10 @@ if TYPE_CHECKING:
 
 _Tensor: Any = None  # tensor.py installs the Tensor class here (the two modules need each other)
 _grad_enabled = True
+_new_object = object.__new__  # apply builds nodes and results without calling their constructors
+_ndarray = np.ndarray
 _FREED = object()  # marks a node whose saved arrays were released by a backward without retain_graph
+_DONE = object()  # _topological_order's stack marker: the node below it has all its inputs in order
 _inplace_writes = 0  # in-place writes to any tensor so far: while unchanged, no saved array can have been modified
 # The dispatch tables, bound once: they are mutated in place, never rebound, and this saves two attribute lookups on
 # every op call.
@@ -71,8 +74,7 @@ class Context:
     ``forward`` may also store any plain value on it (``ctx.dim = dim``).
     """
 
-    # "shapes": what the binary elementwise ops store; as a slot it needs no per-node __dict__
-    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "writes_seen", "device", "xp", "shapes", "__dict__")
+    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "writes_seen", "device", "xp", "__dict__")
 
     parents: tuple[Any, ...]
     needs_input_grad: list[bool]
@@ -106,6 +108,10 @@ class Function:
 
     returns_view: ClassVar[bool] = False  # output may share memory with input 0: they share a version counter
     differentiable: ClassVar[bool] = True
+    # Inputs broadcast against each other (the binary elementwise ops): backward returns gradients in the output's
+    # shape and the engine sums each back to its input's shape (``unbroadcast``). Without it, a gradient whose shape
+    # differs from its input's is an error in the op's backward.
+    broadcasts: ClassVar[bool] = False
 
     @staticmethod
     def forward(ctx: Context, *args: Any, **kwargs: Any) -> Any:
@@ -117,23 +123,21 @@ class Function:
 
     @classmethod
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
-        """Run ``forward`` on the arguments' arrays now; record a graph node when a gradient will be needed."""
+        """Run ``forward`` on the arguments' arrays now; record a graph node when a gradient will be needed.
+
+        This is every op's hot path, so it is written for speed: one pass over the arguments, the node and the
+        result built without calling constructors (``Context.__init__`` and ``Tensor._wrap`` inlined)."""
         Tensor = _Tensor
         device = None
         arrays = []
         needs = []  # per argument: does it require grad?
-        any_needs = False
         for a in args:
             if isinstance(a, Tensor):
                 if a.device is not device:
                     if device is not None:
                         raise _device_mismatch(cls, args)
                     device = a.device
-                if a.requires_grad:
-                    any_needs = True
-                    needs.append(True)
-                else:
-                    needs.append(False)
+                needs.append(a.requires_grad)
                 arrays.append(a.data)
             else:
                 needs.append(False)
@@ -141,7 +145,12 @@ class Function:
         if device is None:
             raise TypeError(f"{cls.__name__}: expected at least one Tensor argument")
         impl = _overrides.get((cls, device.type), cls) if _overrides else cls
-        ctx = Context(impl, device)
+        ctx = _new_object(Context)  # Context(impl, device), inlined
+        ctx.fn = impl
+        ctx.device = device
+        ctx.xp = device.xp
+        ctx.saved = ()
+        ctx.writes_seen = _inplace_writes
         ctx.needs_input_grad = needs  # already here, so forward can save only what the needed gradients read
         event = None
         if _observers:
@@ -150,18 +159,27 @@ class Function:
                 obs.op_begin(event)
         quiet = _silence_numpy(_QUIET)  # inf and NaN come out silently, as in PyTorch (see above)
         try:
-            out = impl.forward(ctx, *arrays, **kwargs)
+            out = impl.forward(ctx, *arrays, **kwargs) if kwargs else impl.forward(ctx, *arrays)
         except (ValueError, IndexError, TypeError) as e:
             raise _explain(cls, args, e) from e
         finally:
             _restore_numpy(quiet)
-        result = Tensor._wrap(out, device)
-        if cls.returns_view:  # also under no_grad: a write through the view is a write to its input
-            result._version = args[0]._version
-        if any_needs and _grad_enabled and cls.differentiable:
+        result = _new_object(Tensor)  # Tensor._wrap(out, device), inlined
+        if type(out) is not _ndarray and ctx.xp is np:
+            out = np.asarray(out)  # numpy reductions return scalars; tensors always hold arrays
+        result.data = out
+        result.device = device
+        result.grad = None
+        result._version = args[0]._version if cls.returns_view else [0, 0]  # a view shares its input's counter
+        result._hooks = None
+        result._retains_grad = False
+        if _grad_enabled and True in needs and cls.differentiable:
             ctx.parents = args
             result.requires_grad = True
             result._ctx = ctx
+        else:
+            result.requires_grad = False
+            result._ctx = None
         if event is not None:
             event.output = result
             for obs in _observers:
@@ -251,27 +269,30 @@ def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
     """Every tensor that requires grad and leads to ``roots``, each before the tensors it was computed from.
 
     Depth-first search with an explicit stack (no recursion), so a 100,000-op chain is fine. A node is expanded the
-    first time it is popped (its inputs pushed above a ``(node, True)`` entry), and appended to ``order`` when that
-    entry comes back up, i.e. after all its inputs; reversing that puts every tensor before its inputs.
+    first time it is popped: it goes back on the stack under a ``_DONE`` marker, with its inputs above; when the
+    marker comes back up, all its inputs are in ``order`` and it is appended. Reversing that puts every tensor
+    before its inputs. (Tensors hash by identity, so the set and the stack hold them directly.)
     """
     order: list[Tensor] = []
-    expanded: set[int] = set()
-    stack = [(root, False) for root in reversed(roots)]
+    expanded: set[Tensor] = set()
+    stack: list[Any] = list(reversed(roots))
+    pop, push = stack.pop, stack.append
     while stack:
-        node, inputs_done = stack.pop()
-        if inputs_done:
-            order.append(node)
+        node = pop()
+        if node is _DONE:
+            order.append(pop())
             continue
-        if id(node) in expanded:
+        if node in expanded:
             continue
-        expanded.add(id(node))
-        stack.append((node, True))
+        expanded.add(node)
+        push(node)
+        push(_DONE)
         ctx = node._ctx
         if ctx is not None:
             parents = ctx.parents if ctx.writes_seen == _inplace_writes else _inputs_as_recorded(ctx)
             for parent, need in zip(parents, ctx.needs_input_grad):
-                if need and id(parent) not in expanded:
-                    stack.append((parent, False))
+                if need and parent not in expanded:
+                    push(parent)
     order.reverse()
     return order
 
@@ -292,14 +313,15 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
 def _backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_graph: bool,
               capture: Sequence[Tensor] | None) -> dict[int, Any]:
     Tensor = _Tensor
-    grads: dict[int, Any] = {}
+    grads: dict[Tensor, Any] = {}  # pending gradient of each tensor (tensors hash by identity)
     for r, g in zip(roots, root_grads):
-        grads[id(r)] = g if id(r) not in grads else grads[id(r)] + g
+        grads[r] = g if r not in grads else grads[r] + g
     captured: dict[int, Any] = {}
     capture_ids = {id(t) for t in capture} if capture is not None else None
     stored: set[int] = set()  # arrays (by base) already handed to some .grad: a second owner gets a copy
+    pop_grad = grads.pop
     for t in _topological_order(roots):
-        g = grads.pop(id(t), None)
+        g = pop_grad(t, None)
         if g is None:
             continue
         if t._hooks:
@@ -315,9 +337,11 @@ def _backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_graph: 
             _accumulate(t, g, stored)
         if ctx is None:
             continue
-        if ctx.saved is _FREED:
+        saved = ctx.saved
+        if saved is _FREED:
             raise RuntimeError(_SECOND_BACKWARD.format(op=ctx.fn.__name__))
-        if ctx.saved and ctx.writes_seen != _inplace_writes:  # something was written in place since forward
+        unchanged = ctx.writes_seen == _inplace_writes  # nothing was written in place since forward (the rule)
+        if saved and not unchanged:
             _check_versions(t, ctx)
         event = None
         if _observers:
@@ -327,34 +351,59 @@ def _backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_graph: 
         in_grads = ctx.fn.backward(ctx, g)
         if not isinstance(in_grads, tuple):
             in_grads = (in_grads,)
-        if len(in_grads) != len(ctx.parents):
+        parents = ctx.parents
+        if len(in_grads) != len(parents):
             raise RuntimeError(f"{ctx.fn.__name__}.backward returned {len(in_grads)} gradient(s) but forward took "
-                               f"{len(ctx.parents)} input(s); return one per input (None for non-tensors)")
+                               f"{len(parents)} input(s); return one per input (None for non-tensors)")
         if event is not None:
             event.output = in_grads
             for obs in _observers:
                 obs.op_end(event)
-        parents = ctx.parents if ctx.writes_seen == _inplace_writes else _inputs_as_recorded(ctx)
+        if not unchanged:
+            parents = _inputs_as_recorded(ctx)
         for parent, pg, need in zip(parents, in_grads, ctx.needs_input_grad):
-            if not need or pg is None:
-                continue
-            data = parent.data
-            if pg.shape != data.shape or (pg.dtype is not data.dtype and pg.dtype != data.dtype):
-                pg = _fit_gradient(ctx, parent, pg)
-            key = id(parent)
-            grads[key] = grads[key] + pg if key in grads else pg
+            if need and pg is not None:
+                data = parent.data
+                if pg.shape != data.shape or (pg.dtype is not data.dtype and pg.dtype != data.dtype):
+                    pg = _fit_gradient(ctx, parent, pg)
+                earlier = grads.get(parent)
+                grads[parent] = pg if earlier is None else earlier + pg
         if not retain_graph:
             ctx.saved = _FREED
     return captured
 
 
 def _fit_gradient(ctx: Context, parent: Tensor, pg: Any) -> Any:
-    """A gradient must match its input's shape (else the op's backward is wrong) and dtype (cast silently)."""
-    if pg.shape != parent.data.shape:
-        index = next(i for i, p in enumerate(ctx.parents) if p is parent)
-        raise RuntimeError(f"{ctx.fn.__name__}.backward returned a gradient of shape {tuple(pg.shape)} for "
-                           f"input {index}, which has shape {tuple(parent.data.shape)}")
-    return pg.astype(parent.data.dtype)
+    """A gradient must match its input's shape and dtype (cast silently). For an op with ``broadcasts`` a gradient
+    in the broadcast shape is summed back here, the one place broadcasting is undone; for any other op a shape
+    mismatch means its backward is wrong."""
+    shape = parent.data.shape
+    if pg.shape != shape:
+        if not (ctx.fn.broadcasts and _broadcasts_to(shape, pg.shape)):
+            index = next(i for i, p in enumerate(ctx.parents) if p is parent)
+            raise RuntimeError(f"{ctx.fn.__name__}.backward returned a gradient of shape {tuple(pg.shape)} for "
+                               f"input {index}, which has shape {tuple(shape)}")
+        pg = unbroadcast(pg, shape)
+    return pg if pg.dtype == parent.data.dtype else pg.astype(parent.data.dtype)
+
+
+def _broadcasts_to(shape: tuple[int, ...], target: tuple[int, ...]) -> bool:
+    """Does ``shape`` broadcast to ``target`` (numpy's rule: align from the right, each dimension equal or 1)?"""
+    extra = len(target) - len(shape)
+    return extra >= 0 and all(n == m or n == 1 for n, m in zip(shape, target[extra:]))
+
+
+def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
+    """Sum ``grad`` over the axes that broadcasting expanded, so it has ``shape`` again.
+
+    If ``x`` of shape ``shape`` was broadcast to ``grad.shape``, then d(loss)/dx is d(loss)/d(broadcast x) summed over
+    the new leading axes and over every axis where ``x`` had size 1.
+    """
+    if grad.shape == shape:
+        return grad
+    extra = grad.ndim - len(shape)
+    axes = tuple(range(extra)) + tuple(extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1)
+    return grad.sum(axis=axes).reshape(shape) if axes else grad.reshape(shape)
 
 
 def _accumulate(t: Tensor, g: Any, stored: set[int]) -> None:

@@ -245,7 +245,7 @@ class Tensor:
                             "convert it first with .float()")
         if not requires_grad and self._ctx is not None:
             raise RuntimeError("requires_grad_(False) on a non-leaf tensor; use .detach() instead")
-        self.requires_grad = requires_grad
+        self.requires_grad = bool(requires_grad)  # a bool: Function.apply copies it into ctx.needs_input_grad
         return self
 
     def detach(self) -> Tensor:

@@ -1,4 +1,4 @@
-"""Elementwise primitives. Binary ops broadcast; their backward undoes it with :func:`unbroadcast`.
+"""Elementwise primitives. Binary ops broadcast; the engine undoes it for their gradients (``broadcasts = True``).
 
 The second argument of a binary op may be a plain Python scalar (``x * 2``): it is passed through to ``xp``
 unchanged and gets no gradient.
@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from .. import determinism, portable
-from ..autograd import Context, Function
+from ..autograd import Context, Function, unbroadcast
 
 
 def math_module(ctx: Context) -> Any:
@@ -21,54 +21,36 @@ def math_module(ctx: Context) -> Any:
     return portable if determinism.portable_mode else ctx.xp
 
 
-def unbroadcast(grad: Any, shape: tuple[int, ...]) -> Any:
-    """Sum ``grad`` over the axes that broadcasting expanded, so it has ``shape`` again.
-
-    If ``x`` of shape ``shape`` was broadcast to ``grad.shape``, then d(loss)/dx is d(loss)/d(broadcast x) summed over
-    the new leading axes and over every axis where ``x`` had size 1.
-    """
-    if grad.shape == shape:
-        return grad
-    extra = grad.ndim - len(shape)
-    axes = tuple(range(extra)) + tuple(extra + i for i, n in enumerate(shape) if n == 1 and grad.shape[extra + i] != 1)
-    return grad.sum(axis=axes).reshape(shape) if axes else grad.reshape(shape)
-
-
-# Binary ops keep ctx.shapes = (shape of a, shape of b) for unbroadcast, each only when that input needs a gradient
-# (ctx.needs_input_grad is set before forward): such an input is always a tensor's array, so it has a .shape, while
-# the other side may be a Python scalar (1 + x).
+# Binary ops set ``broadcasts = True``: their backward returns gradients in the output's (broadcast) shape and the
+# engine sums each back to its input's shape with :func:`~tinygrad_nb.autograd.unbroadcast`, in one place.
 
 
 class Add(Function):
     """out = a + b;  da = g,  db = g."""
 
+    broadcasts = True
+
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:
-        need_a, need_b = ctx.needs_input_grad
-        ctx.shapes = (a.shape if need_a else None, b.shape if need_b else None)
         return a + b
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
-        need_a, need_b = ctx.needs_input_grad
-        return (unbroadcast(g, ctx.shapes[0]) if need_a else None,
-                unbroadcast(g, ctx.shapes[1]) if need_b else None)
+        return g, g
 
 
 class Sub(Function):
     """out = a - b;  da = g,  db = -g."""
 
+    broadcasts = True
+
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:
-        need_a, need_b = ctx.needs_input_grad
-        ctx.shapes = (a.shape if need_a else None, b.shape if need_b else None)
         return a - b
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
-        need_a, need_b = ctx.needs_input_grad
-        return (unbroadcast(g, ctx.shapes[0]) if need_a else None,
-                unbroadcast(-g, ctx.shapes[1]) if need_b else None)
+        return g, (-g if ctx.needs_input_grad[1] else None)
 
 
 class Mul(Function):
@@ -78,41 +60,42 @@ class Mul(Function):
     would turn a later in-place write to it (``y[:, :2] += y[:, :2] * 0.5``) into a saved-tensor error.
     """
 
+    broadcasts = True
+
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:
         need_a, need_b = ctx.needs_input_grad
         ctx.save_for_backward(a if need_b else None, b if need_a else None)
-        ctx.shapes = (a.shape if need_a else None, b.shape if need_b else None)
         return a * b
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        return (unbroadcast(g * b, ctx.shapes[0]) if need_a else None,
-                unbroadcast(g * a, ctx.shapes[1]) if need_b else None)
+        return (g * b if need_a else None), (g * a if need_b else None)
 
 
 class Div(Function):
     """out = a / b;  da = g / b,  db = -g a / b^2. Saves a only when db is needed (see Mul)."""
 
+    broadcasts = True
+
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:
-        need_a, need_b = ctx.needs_input_grad
-        ctx.save_for_backward(a if need_b else None, b)
-        ctx.shapes = (a.shape if need_a else None, b.shape if need_b else None)
+        ctx.save_for_backward(a if ctx.needs_input_grad[1] else None, b)
         return a / b
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
         a, b = ctx.saved_tensors
         need_a, need_b = ctx.needs_input_grad
-        return (unbroadcast(g / b, ctx.shapes[0]) if need_a else None,
-                unbroadcast(-g * a / (b * b), ctx.shapes[1]) if need_b else None)
+        return (g / b if need_a else None), (-g * a / (b * b) if need_b else None)
 
 
 class Pow(Function):
     """out = a ** b;  da = g b a^(b-1),  db = g out ln(a)."""
+
+    broadcasts = True
 
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:
@@ -126,8 +109,8 @@ class Pow(Function):
         need_a, need_b = ctx.needs_input_grad
         m = math_module(ctx)
         power = portable.pow(a, b - 1) if determinism.portable_mode else a ** (b - 1)
-        da = unbroadcast(g * b * power, a.shape) if need_a else None
-        db = unbroadcast(g * out * m.log(a), b.shape) if need_b else None  # log(a < 0) is NaN, silently
+        da = g * b * power if need_a else None
+        db = g * out * m.log(a) if need_b else None  # log(a < 0) is NaN, silently
         return da, db
 
 
@@ -155,6 +138,8 @@ class FloorDivide(Function):
 class Maximum(Function):
     """out = max(a, b);  the gradient goes to the larger input, split evenly on ties (as PyTorch)."""
 
+    broadcasts = True
+
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:
         ctx.save_for_backward(a, b)
@@ -168,6 +153,8 @@ class Maximum(Function):
 
 class Minimum(Function):
     """out = min(a, b);  the gradient goes to the smaller input, split evenly on ties."""
+
+    broadcasts = True
 
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:
@@ -184,18 +171,17 @@ def _split_by_winner(ctx: Context, g: Any, a_wins: Any, tie: Any) -> tuple[Any, 
     a, b = ctx.saved_tensors
     share_a = a_wins + 0.5 * tie
     need_a, need_b = ctx.needs_input_grad
-    return (unbroadcast(g * share_a, a.shape) if need_a else None,
-            unbroadcast(g * (1.0 - share_a), b.shape) if need_b else None)
+    return (g * share_a if need_a else None), (g * (1.0 - share_a) if need_b else None)
 
 
 class Where(Function):
     """out = cond ? a : b;  da = g where cond,  db = g where not cond (cond gets no gradient)."""
 
+    broadcasts = True
+
     @staticmethod
     def forward(ctx: Context, cond: Any, a: Any, b: Any) -> Any:
         ctx.save_for_backward(cond)
-        _, need_a, need_b = ctx.needs_input_grad
-        ctx.shapes = (a.shape if need_a else None, b.shape if need_b else None)
         return ctx.xp.where(cond, a, b)
 
     @staticmethod
@@ -203,9 +189,7 @@ class Where(Function):
         (cond,) = ctx.saved_tensors
         _, need_a, need_b = ctx.needs_input_grad
         zero = ctx.xp.zeros((), dtype=g.dtype)
-        return (None,
-                unbroadcast(ctx.xp.where(cond, g, zero), ctx.shapes[0]) if need_a else None,
-                unbroadcast(ctx.xp.where(cond, zero, g), ctx.shapes[1]) if need_b else None)
+        return (None, ctx.xp.where(cond, g, zero) if need_a else None, ctx.xp.where(cond, zero, g) if need_b else None)
 
 
 class Neg(Function):
