@@ -269,12 +269,10 @@ def _horner(x: np.ndarray, coefficients: list[float], out: np.ndarray | None = N
 # The kernels work in per-thread scratch arrays (``_buffer``): a fresh array per step would cost more in page faults
 # than the arithmetic. ``_exp64(x, slot)`` and friends return a scratch array, valid until that slot is used again;
 # the public ``exp64`` etc. return fresh copies.
-def _exp64(x: np.ndarray, slot: str = "exp") -> np.ndarray:
-    """e^x in float64 (a few ulp). Range reduction x = n ln2 + r with n = rint(x / ln2), |r| <= ln2/2 + tiny, where
-    r = (x - n ln2_hi) - n ln2_lo (Cody-Waite: the first product and difference are exact); then
-    e^x = 2^n e^r with e^r = sum_{i<=13} r^i / i! (truncation error < 4e-18) and 2^n applied by ldexp (exact, and
-    rounds once into the subnormals). x is clipped to [-746, 710] first: e^-746 < half the smallest subnormal, e^710 >
-    the largest float64, so the clip keeps 0 and inf where they belong; NaN stays NaN throughout."""
+def _reduce_ln2(x: np.ndarray, slot: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(n, r, spare)`` with x = n ln2 + r, n = rint(x / ln2), |r| <= ln2/2 + tiny, x clipped to [-746, 710] first:
+    r = (x - n ln2_hi) - n ln2_lo (Cody-Waite: the first product and difference are exact). All are scratch buffers
+    of ``slot``; ``spare`` is free for the caller."""
     y = np.clip(x, -746.0, 710.0, out=_buffer(slot + ".y", x.shape, np.float64))
     n = np.multiply(y, _LOG2E, out=_buffer(slot + ".n", x.shape, np.float64))
     np.rint(n, out=n)
@@ -282,6 +280,16 @@ def _exp64(x: np.ndarray, slot: str = "exp") -> np.ndarray:
     np.subtract(y, r, out=r)
     np.multiply(n, _LN2_LO, out=y)
     r -= y
+    return n, r, y
+
+
+def _exp64(x: np.ndarray, slot: str = "exp") -> np.ndarray:
+    """e^x in float64 (a few ulp). Range reduction x = n ln2 + r with n = rint(x / ln2), |r| <= ln2/2 + tiny, where
+    r = (x - n ln2_hi) - n ln2_lo (Cody-Waite: the first product and difference are exact); then
+    e^x = 2^n e^r with e^r = sum_{i<=13} r^i / i! (truncation error < 4e-18) and 2^n applied by ldexp (exact, and
+    rounds once into the subnormals). x is clipped to [-746, 710] first: e^-746 < half the smallest subnormal, e^710 >
+    the largest float64, so the clip keeps 0 and inf where they belong; NaN stays NaN throughout."""
+    n, r, _ = _reduce_ln2(x, slot)
     power = _buffer(slot + ".i", x.shape, np.int32)
     np.copyto(power, n, casting="unsafe")  # NaN gives some integer; ldexp(NaN, any) is NaN
     result = _horner(r, _EXP_TAYLOR, out=_buffer(slot, x.shape, np.float64))
@@ -294,18 +302,12 @@ def _expm1_64(x: np.ndarray, slot: str = "expm1") -> np.ndarray:
     e^x - 1 = 2^n q + (2^n - 1): for n = 0 that is q itself; otherwise no cancellation can occur (|q| < 0.42 and
     2^n - 1 is exact). n = 1024 (x within ln2/2 of the overflow threshold) takes ldexp(1 + q, n) - 1 instead, so
     that 2^n alone cannot overflow."""
-    y = np.clip(x, -746.0, 710.0, out=_buffer(slot + ".y", x.shape, np.float64))
-    n = np.multiply(y, _LOG2E, out=_buffer(slot + ".n", x.shape, np.float64))
-    np.rint(n, out=n)
-    r = np.multiply(n, _LN2_HI, out=_buffer(slot + ".r", x.shape, np.float64))
-    np.subtract(y, r, out=r)
-    np.multiply(n, _LN2_LO, out=y)
-    r -= y
+    n, r, spare = _reduce_ln2(x, slot)
     q = _horner(r, _EXPM1_TAYLOR, out=_buffer(slot + ".q", x.shape, np.float64))
     q *= r
     power = _buffer(slot + ".i", x.shape, np.int32)
     np.copyto(power, n, casting="unsafe")  # NaN gives some integer; the NaN in q carries through
-    two = np.ldexp(1.0, power, out=y)  # 2^n
+    two = np.ldexp(1.0, power, out=spare)  # 2^n
     result = np.multiply(two, q, out=_buffer(slot, x.shape, np.float64))
     two -= 1.0
     result += two
