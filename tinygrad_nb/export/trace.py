@@ -115,9 +115,9 @@ class _Tracer:
             if known is not None:
                 value, tensor, version = known
                 if tensor.version != version:
-                    raise ExportError(f"a tensor was modified in place after it was computed (x[...] = v, add_, "
-                                      f"...); in-place writes are not traced, so the export would miss them. "
-                                      f"Write it out of place (torch-style: y = x + v)", op, module, location)
+                    raise ExportError("a tensor was modified in place after it was computed (x[...] = v, add_, "
+                                      "...); in-place writes are not traced, so the export would miss them. "
+                                      "Write it out of place (torch-style: y = x + v)", op, module, location)
                 return value
             known_array = self.by_array.get(id(a.data))
             if known_array is not None and known_array[1] is a.data:  # a detach()ed or re-wrapped traced tensor

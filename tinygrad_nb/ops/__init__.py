@@ -1,7 +1,7 @@
 """The op table: one ``Function`` per primitive. Everything else in tinygrad_nb is composed from these."""
 from .elementwise import (Abs, Add, Cast, Clamp, Div, Exp, FloorDivide, Gelu, Log, Maximum, Minimum, Mul, Neg,
-                          NoGradOp, Pow, Relu, Sigmoid, Sqrt, Sub, Tanh, Where, unbroadcast)
-from ..autograd import ShapeError
+                          NoGradOp, Pow, Relu, Sigmoid, Sqrt, Sub, Tanh, Where)
+from ..autograd import ShapeError, unbroadcast
 from .matmul import Linear, Matmul
 from .movement import Cat, Expand, GetItem, Pad, Permute, Reshape
 from .nn import Unfold

@@ -13,7 +13,7 @@ import math
 from typing import Any
 
 from .. import determinism, portable
-from ..autograd import Context, Function, unbroadcast
+from ..autograd import Context, Function
 
 
 def math_module(ctx: Context) -> Any:

@@ -8,8 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import determinism, portable
-from ..autograd import Context, Function, ShapeError
-from .elementwise import unbroadcast
+from ..autograd import Context, Function, ShapeError, unbroadcast
 
 
 def mm(x: Any, y: Any) -> Any:

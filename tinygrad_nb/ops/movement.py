@@ -6,8 +6,7 @@ from typing import Any
 import numpy as np
 
 from .. import determinism
-from ..autograd import Context, Function, ShapeError
-from .elementwise import unbroadcast
+from ..autograd import Context, Function, ShapeError, unbroadcast
 
 
 class Reshape(Function):
