@@ -373,3 +373,13 @@ def test_export_info_makes_a_valid_onnx_custom_domain_node_that_kernel_for_runs(
     np.testing.assert_array_equal(kernel(np.array([1.0, 2.0], np.float32), **attrs), [3.5, 4.5])
     with pytest.raises(library.LibraryError, match="keyword argument 'name' cannot be exported"):
         library.export_info(f"{ns}::scale", {"name": "x"})
+
+
+def test_list_cuts_a_long_doc_with_an_ellipsis() -> None:
+    @library.custom_op("listdoc::long")
+    def long_doc(x: np.ndarray) -> np.ndarray:
+        """A deliberately long first line of documentation that does not fit in the column."""
+        return x
+
+    row = next(r for r in library.list().rows() if r["op"] == "listdoc::long")
+    assert row["doc"] == "A deliberately long first line of documentation t…" and len(row["doc"]) == 50

@@ -54,7 +54,8 @@ class OpList(builtins.list):  # type: ignore[type-arg]
 
     def rows(self) -> list[dict[str, str]]:
         return [{"op": op.name, "origin": str(op.origin), "devices": ", ".join(op.devices) or "-",
-                 "autograd": "yes" if op.backward_fn is not None else "no", "doc": op.doc[:50]} for op in self]
+                 "autograd": "yes" if op.backward_fn is not None else "no", "doc": _shorten(op.doc, 50)}
+                for op in self]
 
     def __str__(self) -> str:
         rows = self.rows()
@@ -153,3 +154,8 @@ __all__ = ["ABIError", "ABI_VERSION", "CHECKS", "CacheError", "CompileError", "C
            "Sample", "TensorSpec", "build", "custom_op", "dispatch_table", "export_info", "find", "is_custom_op",
            "kernel_for", "list", "load_entry_points", "load_plugin", "lookup", "namespace", "op_listeners", "opcheck",
            "ops", "register_autograd", "register_kernel", "register_shape"]
+
+
+def _shorten(text: str, width: int) -> str:
+    """``text`` cut to ``width`` characters, with an ellipsis where it was cut."""
+    return text if len(text) <= width else text[:width - 1] + "…"
