@@ -125,3 +125,12 @@ def test_bundled_datasets_load() -> None:
     assert datasets.load("digits").to_tensors()[0].shape == (1797, 64)
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
         datasets.load("mnist")
+
+
+def test_bundled_text_is_the_shipped_file_and_unknown_names_are_refused() -> None:
+    shakespeare = datasets.text("shakespeare")
+    assert shakespeare == (PACKAGE_DATA / "shakespeare.txt").read_bytes().decode("utf-8")
+    assert shakespeare.startswith("First Citizen:\n") and shakespeare.endswith("\n")
+    assert len(set(shakespeare)) == 62  # the character vocabulary a char-level model gets
+    with pytest.raises(ValueError, match="unknown text 'tolstoy'; choose one of shakespeare"):
+        datasets.text("tolstoy")

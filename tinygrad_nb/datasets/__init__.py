@@ -8,7 +8,9 @@
 * ``digits`` -- 1797 rows: 8x8 pixel intensities ``px0``..``px63`` (int 0-16) and ``digit`` (0-9; the target);
 * ``diabetes`` -- 442 rows: 10 clinical measurements and ``progression`` (int, regression target);
 * ``sequences`` -- 400 rows: ``tokens`` (2-40 space-separated digits, str) and ``label`` (parity of the digit sum);
-  :func:`sequences` returns them as token tensors.
+  :func:`sequences` returns them as token tensors;
+* ``shakespeare`` -- a text, not a table: the first 250 KB (62 distinct characters) of the plays collected in
+  "tiny Shakespeare"; :func:`text` returns it as one string (for character-level language models).
 
 See SOURCES.md in this folder for where each file comes from.
 """
@@ -29,9 +31,19 @@ DATASETS = {
 }
 
 
+TEXTS = {"shakespeare": "shakespeare.txt"}
+
+
 def names() -> list[str]:
     """The names :func:`load` accepts."""
     return list(DATASETS)
+
+
+def text(name: str) -> str:
+    """A bundled text as one string (UTF-8, newlines kept)."""
+    if name not in TEXTS:
+        raise ValueError(f"datasets.text: unknown text {name!r}; choose one of {', '.join(TEXTS)}")
+    return (resources.files(__package__) / TEXTS[name]).read_text(encoding="utf-8")
 
 
 def load(name: str) -> Table:
