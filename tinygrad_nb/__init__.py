@@ -15,6 +15,10 @@ from .random import fork_rng, get_rng_state, manual_seed, set_rng_state
 from .tensor import (RemovableHandle, Tensor, arange, cat, cumsum, empty, eye, floor_divide, from_dlpack, from_numpy, full,
                      full_like, is_tensor, linspace, maximum, minimum, ones, ones_like, rand, rand_like, randint,
                      randn, randn_like, randperm, stack, tensor, where, zeros, zeros_like)
+from .composite import *  # noqa: E402, F403 - issue 21's ops: math, activations, sort, gather/scatter, einsum...
+from .composite import TORCH_FUNCTIONS as _torch_functions  # noqa: E402
+
+globals().update({k: v for k, v in _torch_functions.items() if k not in globals()})  # tg.sum(x), tg.exp(x), ...
 
 # Built on the core above (see DESIGN.md for the dependency direction).
 from . import data, datasets, nn, optim  # noqa: E402
@@ -24,11 +28,14 @@ from .fingerprint import Fingerprint, fingerprint  # noqa: E402
 from .profiler import profile  # noqa: E402
 from . import debug, track  # noqa: E402
 from . import library  # noqa: E402 - custom ops: registry, opcheck, C plugins
+from . import amp  # noqa: E402 - mixed precision: autocast policy, GradScaler, precision check
+from .amp import autocast  # noqa: E402
 
 
 def __getattr__(name: str) -> object:
     """``tg.export`` and ``tg.runtime`` load on first use (neither imports onnx until one of its functions runs)."""
-    if name in ("export", "runtime"):
+    if name in ("export", "runtime", "serve", "sweep"):  # serve: starlette/uvicorn only when a Server is built
+        # sweep: a callable module, tg.sweep(train_fn, space, ...)
         import importlib  # noqa: PLC0415
 
         return importlib.import_module(f"{__name__}.{name}")

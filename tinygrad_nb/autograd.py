@@ -42,6 +42,7 @@ _inplace_writes = 0  # in-place writes to any tensor so far: while unchanged, no
 # every op call.
 _overrides = dispatch.overrides
 _observers = dispatch.observers
+_autocast = dispatch.autocast_hooks
 
 # PyTorch returns inf and NaN silently; numpy warns (overflow, divide by zero, invalid value). Ops run with numpy's
 # floating-point errors ignored, as under ``np.errstate(all="ignore")``: ``quiet = _silence_numpy(_QUIET)``, then
@@ -64,8 +65,21 @@ except ImportError:  # pragma: no cover - numpy 1.x
         np.seterr(**previous)
 
 
-class ShapeError(ValueError):
-    """Operands whose shapes do not fit an op; the message names the op and the shapes."""
+class ArgumentError(ValueError, RuntimeError):
+    """An argument an op cannot take (a wrong number of dims, no clamp bound, an integer to a negative power...).
+
+    PyTorch raises RuntimeError for these, so ``except RuntimeError`` code written for PyTorch catches it; it is a
+    ValueError too, for code written against numpy's conventions (and this library's earlier releases)."""
+
+
+class OutOfRangeError(IndexError, ValueError):
+    """An index beyond what it indexes (a class index >= the number of classes): PyTorch's IndexError, and a
+    ValueError as this library raised before."""
+
+
+class ShapeError(ArgumentError):
+    """Operands whose shapes do not fit an op; the message names the op and the shapes (a RuntimeError and a
+    ValueError, see :class:`ArgumentError`)."""
 
 
 class Context:
@@ -127,6 +141,8 @@ class Function:
 
         This is every op's hot path, so it is written for speed: one pass over the arguments, the node and the
         result built without calling constructors (``Context.__init__`` and ``Tensor._wrap`` inlined)."""
+        if _autocast:  # inside tg.autocast: cast the arguments by the policy table (tinygrad_nb.amp)
+            args = _autocast[0](cls, args)
         Tensor = _Tensor
         device = None
         arrays = []
@@ -205,7 +221,8 @@ def _explain(cls: type, args: Sequence[Any], error: Exception) -> Exception:
     if "broadcast" in message:
         return ShapeError(f"{cls.__name__.lower()}: shapes {shapes} cannot be broadcast together "
                           "(each dimension, aligned from the right, must match or be 1)")
-    return type(error)(f"{cls.__name__.lower()} on shapes {shapes}: {message}")
+    kind = ArgumentError if type(error) is ValueError else type(error)  # PyTorch: RuntimeError; see ArgumentError
+    return kind(f"{cls.__name__.lower()} on shapes {shapes}: {message}")
 
 
 # -- grad mode ----------------------------------------------------------------------------------------------

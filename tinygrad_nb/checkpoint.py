@@ -80,6 +80,7 @@ class Checkpoint:
     optimizer_state: Any = None
     scheduler_state: Any = None
     loader_state: Any = None
+    scaler_state: Any = None  # a GradScaler's (tg.amp), when one was saved
     extra: Any = None
     file_format_version: int = FORMAT_VERSION
     restored: list[str] = field(default_factory=list)
@@ -117,10 +118,11 @@ class Checkpoint:
 # -- save ------------------------------------------------------------------------------------------------------
 def save(path: str | os.PathLike[str], model: Any = None, optimizer: Any = None, scheduler: Any = None,
          loader: Any = None, step: int | None = None, extra: Any = None, fingerprint: Any = True,
-         durable: bool = True) -> Path:
+         durable: bool = True, scaler: Any = None) -> Path:
     """Write one checkpoint file holding the state of everything given. Returns the path.
 
-    ``model``, ``optimizer``, ``scheduler`` and ``loader`` are anything with ``state_dict()``. ``extra`` is your own
+    ``model``, ``optimizer``, ``scheduler``, ``loader`` and ``scaler`` (a ``tg.amp.GradScaler``) are anything with
+    ``state_dict()``. ``extra`` is your own
     data: JSON values (dicts, lists, str, numbers, bool, None), tuples, numpy scalars, arrays and tensors.
     ``fingerprint``: True computes :func:`tinygrad_nb.fingerprint.fingerprint` for ``model``; pass a Fingerprint
     (or its dict) to store your own, or False to store none.
@@ -129,7 +131,12 @@ def save(path: str | os.PathLike[str], model: Any = None, optimizer: Any = None,
     ``durable=True`` also fsyncs it before the rename (and the folder after), so that a power loss or OS crash cannot
     leave a damaged or missing checkpoint either, and the checkpoint is on disk when ``save`` returns;
     ``durable=False`` skips the fsyncs (faster; like ``torch.save``): see docs/checkpoints.md for the trade-off.
+
+    ``save(obj, path)``, PyTorch's order (the first argument is not a path), stores one object instead, e.g.
+    ``tg.save(model.state_dict(), "m.safetensors")``; ``tg.load(path)`` then returns it (see :func:`_save_object`).
     """
+    if not isinstance(path, (str, os.PathLike)):  # torch.save(obj, f) order
+        return _save_object(path, model, durable)
     path = Path(path)
     arrays: dict[str, np.ndarray] = {}
     table: dict[str, dict[str, Any]] = {}
@@ -141,7 +148,9 @@ def save(path: str | os.PathLike[str], model: Any = None, optimizer: Any = None,
         "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"),
         "step": _check_step(step),
     }
-    for section, obj in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler), ("loader", loader)):
+    scaler_section = (("scaler", scaler),) if scaler is not None else ()  # files without a scaler stay as they were
+    for section, obj in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler), ("loader", loader),
+                         *scaler_section):
         if obj is None:
             manifest[section] = None
             continue
@@ -155,6 +164,38 @@ def save(path: str | os.PathLike[str], model: Any = None, optimizer: Any = None,
     manifest["extra"] = encoder.encode(extra, ("extra",))
     manifest["rng"] = _capture_rng()
     manifest["fingerprint"] = _fingerprint_dict(fingerprint, model)
+    manifest["tensors"] = table
+    text = json.dumps(manifest, separators=(",", ":"))
+    metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "manifest": text,
+                "manifest_xxh3_128": xxhash.xxh3_128_hexdigest(text.encode())}
+    with atomic_open(path, "wb", durable=durable) as f:
+        write_safetensors(f, arrays, metadata, writeback=True)
+    return path
+
+
+def _save_object(obj: Any, path: Any, durable: bool) -> Path:
+    """``tg.save(obj, path)``, as ``torch.save``: one object (a state dict, a tensor, nested dicts/lists/tuples of
+    tensors, arrays and JSON values) in the same safetensors + JSON manifest file, under the manifest key
+    ``object``; ``tg.load(path)`` returns it. No RNG states and no fingerprint are recorded (``torch.save`` records
+    none, and ``tg.load`` of such a file leaves the RNGs alone). Modules and optimizers themselves are refused:
+    storing them would need pickle, which tinygrad_nb never uses; their ``state_dict()`` is what to save."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise CheckpointError(f"save(obj, f): f must be a path (str or os.PathLike), got {type(path).__name__}; "
+                              "file objects are not supported")
+    if hasattr(obj, "state_dict") and not isinstance(obj, (dict, Tensor)):
+        raise CheckpointError(f"save: a {type(obj).__name__} object cannot be saved whole (that needs pickle, which "
+                              "tinygrad_nb never uses); save its state instead: tg.save(obj.state_dict(), path), "
+                              "and later obj.load_state_dict(tg.load(path))")
+    path = Path(path)
+    arrays: dict[str, np.ndarray] = {}
+    table: dict[str, dict[str, Any]] = {}
+    manifest: dict[str, Any] = {
+        "format_version": FORMAT_VERSION, "library": "tinygrad_nb", "library_version": _library_version(),
+        "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="milliseconds"), "step": None,
+        "model": None, "optimizer": None, "scheduler": None, "loader": None, "extra": None, "rng": None,
+        "fingerprint": None,
+    }
+    manifest["object"] = _Encoder(arrays, table).encode(obj, ("object",))
     manifest["tensors"] = table
     text = json.dumps(manifest, separators=(",", ":"))
     metadata = {"format": FORMAT_NAME, "format_version": str(FORMAT_VERSION), "manifest": text,
@@ -351,10 +392,17 @@ def read_safetensors(path: Path, use_mmap: bool = True) -> tuple[dict[str, str],
         if size < 8:
             raise CheckpointError(f"{path}: not a checkpoint: the file is {size} bytes long, too short to hold even "
                                   "the 8-byte header length (truncated or empty)")
-        (header_len,) = struct.unpack("<Q", f.read(8))
+        start = f.read(8)
+        (header_len,) = struct.unpack("<Q", start)
         if header_len > min(size - 8, _MAX_HEADER_BYTES):
+            hint = ""
+            if start.startswith((b"PK\x03\x04", b"\x80")):  # a zip (torch.save) or a bare pickle
+                hint = (" (it looks like a torch.save file, which is a pickle: tinygrad_nb never unpickles files. "
+                        "In PyTorch, write the tensors as safetensors instead, e.g. "
+                        "safetensors.torch.save_file(model.state_dict(), path), and read them here with "
+                        "safetensors.numpy.load_file)")
             raise CheckpointError(f"{path}: not a checkpoint or truncated: the header length field says "
-                                  f"{header_len} bytes but the file has only {size - 8} after it")
+                                  f"{header_len} bytes but the file has only {size - 8} after it{hint}")
         raw = f.read(header_len)
         try:
             header = json.loads(raw)
@@ -415,8 +463,11 @@ def _numpy_dtype(path: Path, name: str, dtype_name: str) -> np.dtype:
 # -- load ----------------------------------------------------------------------------------------------------------
 def load(path: str | os.PathLike[str], model: Any = None, optimizer: Any = None, scheduler: Any = None,
          loader: Any = None, map_location: str | Device | None = None, restore_rng: bool = True,
-         verify: bool = True, strict: bool = True, mmap: bool = True) -> Checkpoint:
-    """Read a checkpoint, check it, and restore it into the objects given. Returns a :class:`Checkpoint`.
+         verify: bool = True, strict: bool = True, mmap: bool = True, scaler: Any = None,
+         weights_only: bool | None = None) -> Checkpoint | Any:
+    """Read a checkpoint, check it, and restore it into the objects given. Returns a :class:`Checkpoint`; for a
+    file written by ``tg.save(obj, path)`` (PyTorch's order) it returns that object, as ``torch.load`` does, and
+    restores no RNG state.
 
     ``map_location`` puts every tensor on that device; None puts each back on the device it was saved from.
     ``verify`` checks every tensor's xxh3-128 hash and names any corrupt tensor. ``restore_rng`` puts back the RNG
@@ -426,6 +477,7 @@ def load(path: str | os.PathLike[str], model: Any = None, optimizer: Any = None,
     safe against :func:`save`, which never modifies a file in place; but do not overwrite the file in place, e.g.
     with ``cp``, while they are alive). ``mmap=False`` reads everything into memory instead.
     Temporary files that killed saves of ``path`` left behind are removed (see :func:`tinygrad_nb.io.remove_stale_temps`).
+    ``weights_only`` is accepted for ``torch.load`` code and changes nothing: nothing here is ever unpickled.
     """
     path = Path(path)
     remove_stale_temps(path)
@@ -437,17 +489,26 @@ def load(path: str | os.PathLike[str], model: Any = None, optimizer: Any = None,
     if verify:
         verify_hashes(path, manifest, arrays)
     tensors = _to_tensors(path, manifest, arrays, map_location)
+    if "object" in manifest:  # written by tg.save(obj, path): give obj back, as torch.load does
+        given = [name for name, obj in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler),
+                                        ("loader", loader), ("scaler", scaler)) if obj is not None]
+        if given:
+            raise CheckpointError(f"{path} holds one object saved with tg.save(obj, path), not a training bundle, "
+                                  f"so load({given[0]}=...) has nothing to restore; use "
+                                  f"{given[0]}.load_state_dict(tg.load(path)) if it is that {given[0]}'s state dict")
+        return _decode(manifest["object"], tensors, arrays)
     ckpt = Checkpoint(path=path, manifest=manifest, tensors=tensors, file_format_version=file_version)
     states = {}
-    for section in ("model", "optimizer", "scheduler", "loader"):
+    for section in ("model", "optimizer", "scheduler", "loader", "scaler"):
         entry = manifest.get(section)
         states[section] = None if entry is None else _decode(entry["state"], tensors, arrays)
     ckpt.model_state, ckpt.optimizer_state = states["model"], states["optimizer"]
     ckpt.scheduler_state, ckpt.loader_state = states["scheduler"], states["loader"]
+    ckpt.scaler_state = states["scaler"]
     ckpt.extra = _decode(manifest.get("extra"), tensors, arrays)
     if model is not None:
         _restore_model(path, model, ckpt, strict)
-    for section, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("loader", loader)):
+    for section, obj in (("optimizer", optimizer), ("scheduler", scheduler), ("loader", loader), ("scaler", scaler)):
         if obj is None:
             continue
         if states[section] is None:

@@ -19,6 +19,10 @@ overrides: dict[tuple[type, str], type] = {}
 observers: list[Observer] = []
 # Called with every new ObserverHandle (empty unless a tool such as the notebook extension wants to own them).
 observer_listeners: list[Any] = []
+# Autocast (tinygrad_nb.amp): while an enabled autocast region is active this holds one function
+# ``(op, args) -> args`` that casts an op's tensor arguments by the policy table; empty otherwise, so ops pay one
+# truthiness check. Mutated in place, never rebound (autograd binds it once).
+autocast_hooks: list[Any] = []
 
 
 @dataclass

@@ -6,7 +6,6 @@ arrays behind autograd's back, so every differentiable method is differentiable.
 from __future__ import annotations
 
 import math
-import weakref
 from collections import namedtuple
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -15,7 +14,8 @@ import numpy as np
 
 from . import autograd, ops
 from . import dtype as dtypes
-from .autograd import Context, Function, ShapeError
+from . import inplace
+from .autograd import ArgumentError, Context, Function, ShapeError
 from .device import Device, DeviceError, array_device, transfer
 from .ops.movement import is_basic_index
 from .random import default_generator
@@ -208,8 +208,8 @@ class Tensor:
 
     def item(self) -> Scalar:
         if self.data.size != 1:
-            raise ValueError(f"item: only one-element tensors can be converted to a Python number, this one has "
-                             f"shape {self.shape}")
+            raise ArgumentError(f"item: only one-element tensors can be converted to a Python number, this one "
+                                f"has shape {self.shape}")
         return self.numpy().reshape(()).item()
 
     def tolist(self) -> Any:
@@ -228,8 +228,8 @@ class Tensor:
 
     def __bool__(self) -> bool:
         if self.data.size != 1:
-            raise ValueError(f"the truth value of a tensor with {self.data.size} elements (shape {self.shape}) is "
-                             "ambiguous; use .any() or .all()")
+            raise ArgumentError(f"the truth value of a tensor with {self.data.size} elements (shape {self.shape}) "
+                                "is ambiguous; use .any() or .all()")
         return bool(self.item())
 
     def __dlpack__(self, *args: Any, **kwargs: Any) -> Any:
@@ -339,7 +339,9 @@ class Tensor:
             common = dtypes.result_type_with_scalar(a.dtype, other)
             if common != a.dtype:
                 a = a.cast(common)
-            b = other
+            # a numpy scalar counts as a Python number, as in PyTorch; numpy itself would widen by its dtype
+            # (float32 tensor / np.int64(2) would be float64)
+            b = other.item() if isinstance(other, np.generic) else other
         else:
             b = Tensor(other, device=self.device)
             return a._binary(op, b, reverse)
@@ -357,11 +359,12 @@ class Tensor:
 
     def __truediv__(self, other: Any) -> Tensor:
         if not dtypes.is_floating(self.dtype) and not (isinstance(other, Tensor) and dtypes.is_floating(other.dtype)):
-            return self.float()._binary(ops.Div, other)  # true division of integers gives floats, as in PyTorch
+            # true division of integers gives the default float dtype, as in PyTorch
+            return self.cast(dtypes.get_default_dtype())._binary(ops.Div, other)
         return self._binary(ops.Div, other)
 
     def __rtruediv__(self, other: Any) -> Tensor:
-        base = self if dtypes.is_floating(self.dtype) else self.float()
+        base = self if dtypes.is_floating(self.dtype) else self.cast(dtypes.get_default_dtype())
         return base._scalar_first(ops.Div, other)
 
     def __floordiv__(self, other: Any) -> Tensor:
@@ -406,9 +409,6 @@ class Tensor:
 
     def mul(self, other: Any) -> Tensor:
         return self * other
-
-    def div(self, other: Any) -> Tensor:
-        return self / other
 
     def floor_divide(self, other: Any) -> Tensor:
         """``self // other``: rounds toward minus infinity; integer division by zero raises; no gradient."""
@@ -474,17 +474,28 @@ class Tensor:
     def isinf(self) -> Tensor:
         return ops.NoGradOp.apply(self, name="isinf")
 
+    def _piecewise_constant(self, name: str) -> Tensor:
+        """``xp.<name>(self)`` for a step function (sign, floor, ceil, round) with PyTorch's gradient: zero
+        everywhere, the jumps included. Under autograd it is where(False, self, value): the value unchanged (also
+        at inf and NaN, where ``self * 0`` would not be), and self's graph reached with an exactly zero gradient."""
+        out = ops.NoGradOp.apply(self, name=name)
+        if self.requires_grad and autograd.is_grad_enabled():
+            never = Tensor._wrap(self.device.xp.zeros((), dtype=bool), self.device)
+            out = ops.Where.apply(never, self, out)
+        return out
+
     def sign(self) -> Tensor:
-        return ops.NoGradOp.apply(self, name="sign")
+        """-1, 0 or 1 by the sign of each element; the gradient is zero, as in PyTorch."""
+        return self._piecewise_constant("sign")
 
     def floor(self) -> Tensor:
-        return ops.NoGradOp.apply(self, name="floor")
+        return self._piecewise_constant("floor")
 
     def ceil(self) -> Tensor:
-        return ops.NoGradOp.apply(self, name="ceil")
+        return self._piecewise_constant("ceil")
 
     def round(self) -> Tensor:
-        return ops.NoGradOp.apply(self, name="round")
+        return self._piecewise_constant("round")
 
     def allclose(self, other: Tensor, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
         return bool(self.device.xp.allclose(self.data, _data(other), rtol=rtol, atol=atol))
@@ -495,7 +506,7 @@ class Tensor:
 
     # -- unary math ----------------------------------------------------------------------------------------------
     def _float_unary(self, op: type[Function], **options: Any) -> Tensor:
-        x = self if dtypes.is_floating(self.dtype) else self.float()
+        x = self if dtypes.is_floating(self.dtype) else self.cast(dtypes.get_default_dtype())  # as PyTorch
         return op.apply(x, **options)
 
     def exp(self) -> Tensor:
@@ -533,7 +544,7 @@ class Tensor:
 
     def clamp(self, min: Scalar | None = None, max: Scalar | None = None) -> Tensor:  # noqa: A002 - PyTorch names
         if min is None and max is None:
-            raise ValueError("clamp: give at least one of min and max")
+            raise ArgumentError("clamp: at least one of 'min' or 'max' must not be None")
         return ops.Clamp.apply(self, min, max)
 
     clip = clamp
@@ -584,12 +595,20 @@ class Tensor:
              ) -> Tensor:
         axes, keep = _reduce_args(self, dim, keepdim, axis, keepdims)
         if _reduces_empty(self.shape, axes):
-            raise ValueError(f"max: cannot reduce over an empty dimension of shape {self.shape}")
+            raise ArgumentError(f"max: cannot reduce over an empty dimension of shape {self.shape}")
         return ops.Max.apply(self, axes, keep)
 
     def amin(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None
              ) -> Tensor:
-        return -(-self).amax(dim, keepdim, axis=axis, keepdims=keepdims)
+        """Smallest value over ``dim``. Floats: -max(-x), exact, with max's gradient. Integers and bools carry no
+        gradient and go straight to the array library: negating would wrap -2**31 and unsigned values and is not
+        defined on bools."""
+        if dtypes.is_floating(self.dtype):
+            return -(-self).amax(dim, keepdim, axis=axis, keepdims=keepdims)
+        axes, keep = _reduce_args(self, dim, keepdim, axis, keepdims)
+        if _reduces_empty(self.shape, axes):
+            raise ArgumentError(f"min: cannot reduce over an empty dimension of shape {self.shape}")
+        return ops.NoGradOp.apply(self, name="amin", axis=axes, keepdims=keep)
 
     def max(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None
             ) -> Tensor | MaxResult:
@@ -640,30 +659,38 @@ class Tensor:
         out = (self - m).exp().sum(axes, keepdim=True).log() + m
         return out if keep else out.reshape(_drop(out.shape, axes, self.ndim))
 
-    def all(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
-        axes, keep = _reduce_args(self, dim, keepdim, None, None)
+    def all(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None
+            ) -> Tensor:
+        axes, keep = _reduce_args(self, dim, keepdim, axis, keepdims)
         return ops.NoGradOp.apply(self, name="all", axis=axes, keepdims=keep)
 
-    def any(self, dim: int | None = None, keepdim: bool = False) -> Tensor:
-        axes, keep = _reduce_args(self, dim, keepdim, None, None)
+    def any(self, dim: Any = None, keepdim: bool = False, *, axis: Any = None, keepdims: bool | None = None
+            ) -> Tensor:
+        axes, keep = _reduce_args(self, dim, keepdim, axis, keepdims)
         return ops.NoGradOp.apply(self, name="any", axis=axes, keepdims=keep)
 
-    def cumsum(self, dim: int) -> Tensor:
-        """Running sum along ``dim`` (integers and bools sum as int64, as in PyTorch)."""
-        x = self if dtypes.is_floating(self.dtype) else self.cast(dtypes.int64)
+    def cumsum(self, dim: int | None = None, *, axis: int | None = None, dtype: Any = None) -> Tensor:
+        """Running sum along ``dim`` (alias ``axis``; integers and bools sum as int64, as in PyTorch)."""
+        dim = axis if dim is None else dim
+        if dim is None:
+            raise TypeError("cumsum() missing required argument 'dim'")
+        x = self.cast(dtype) if dtype is not None else self
+        x = x if dtypes.is_floating(x.dtype) else x.cast(dtypes.int64)
         if x.ndim == 0:
             _axis(dim, 0)
             return x + 0  # the running sum of one value is the value
         return ops.Cumsum.apply(x, _axis(dim, x.ndim))
 
-    def softmax(self, dim: int = -1) -> Tensor:
-        """exp(x - max) / sum(exp(x - max)) along ``dim``."""
+    def softmax(self, dim: int = -1, *, axis: int | None = None) -> Tensor:
+        """exp(x - max) / sum(exp(x - max)) along ``dim`` (alias ``axis``)."""
+        dim = dim if axis is None else axis
         x = self - self.detach().amax(dim, keepdim=True)
         e = x.exp()
         return e / e.sum(dim, keepdim=True)
 
-    def log_softmax(self, dim: int = -1) -> Tensor:
-        """x - logsumexp(x) along ``dim`` (one fused primitive, see ``ops.LogSoftmax``)."""
+    def log_softmax(self, dim: int = -1, *, axis: int | None = None) -> Tensor:
+        """x - logsumexp(x) along ``dim`` (alias ``axis``; one fused primitive, see ``ops.LogSoftmax``)."""
+        dim = dim if axis is None else axis
         x = self if dtypes.is_floating(self.dtype) else self.float()
         if x.ndim == 0:
             _axis(dim, 0)  # checks: 0 and -1 only
@@ -688,9 +715,13 @@ class Tensor:
         return self.reshape(self.shape[:s] + (-1,) + self.shape[e + 1:]) if e >= s else self
 
     def permute(self, *dims: Any) -> Tensor:
-        axes = tuple(_axis(d, self.ndim) for d in _shape_args(dims))
+        requested = _shape_args(dims)
+        if len(requested) != self.ndim:  # checked first, as PyTorch: permute(0, 1, 2) of a matrix is this error
+            raise ArgumentError(f"permute: the number of dims {len(requested)} of {requested} does not match the "
+                                f"{self.ndim} dims of shape {self.shape}")
+        axes = tuple(_axis(d, self.ndim) for d in requested)
         if sorted(axes) != list(range(self.ndim)):
-            raise ValueError(f"permute: {axes} is not a permutation of the {self.ndim} dims of shape {self.shape}")
+            raise ArgumentError(f"permute: {axes} is not a permutation of the {self.ndim} dims of shape {self.shape}")
         return ops.Permute.apply(self, axes)
 
     def transpose(self, dim0: int = 0, dim1: int = 1) -> Tensor:
@@ -758,7 +789,7 @@ class Tensor:
         sizes = [split_size] * (n // split_size) + ([n % split_size] if n % split_size else []) \
             if isinstance(split_size, int) else list(split_size)
         if sum(sizes) != n:
-            raise ValueError(f"split: sizes {sizes} do not add up to {n} along dim {d}")
+            raise ArgumentError(f"split: sizes {sizes} do not add up to {n} along dim {d}")
         pieces, start = [], 0
         for size in sizes:
             index = (slice(None),) * d + (slice(start, start + size),)
@@ -769,7 +800,7 @@ class Tensor:
     def pad(self, pad: Sequence[int], value: float = 0.0) -> Tensor:
         """PyTorch's F.pad order: (last_before, last_after, second_last_before, ...)."""
         if len(pad) % 2 or len(pad) // 2 > self.ndim:
-            raise ValueError(f"pad: expected pairs for at most {self.ndim} dims, got {tuple(pad)}")
+            raise ArgumentError(f"pad: expected pairs for at most {self.ndim} dims, got {tuple(pad)}")
         widths = [(0, 0)] * self.ndim
         for i in range(len(pad) // 2):
             widths[self.ndim - 1 - i] = (int(pad[2 * i]), int(pad[2 * i + 1]))
@@ -777,75 +808,34 @@ class Tensor:
 
     def __getitem__(self, index: Any) -> Tensor:
         index = _index_arrays(index, self)
+        basic = is_basic_index(index)
+        if not basic and type(index) is tuple:
+            parts = _split_for_torch_order(index)
+            if parts is not None:  # integers first, then the index tensors: PyTorch's placement of their dims
+                return self[parts[0]][parts[1]]
         out = ops.GetItem.apply(self, index)
-        if is_basic_index(index):  # a view of self's memory: a write through either is a write to both
+        if basic:  # a view of self's memory: a write through either is a write to both
             out._version = self._version
         return out
 
     def __setitem__(self, index: Any, value: Any) -> None:
         """``x[index] = value`` writes in place; under autograd the gradient flows to ``value`` and the rest of x."""
         index = _index_arrays(index, self)
-        if _tracking(self, value):
+        if type(index) is tuple and not is_basic_index(index):
+            parts = _split_for_torch_order(index)
+            if parts is not None:  # a write through the integer-and-slice view, as __getitem__ reads
+                self[parts[0]][parts[1]] = value
+                return
+        if inplace.tracking(self, value):
             if not isinstance(value, Tensor):
                 value = Tensor(self.device.xp.asarray(value, dtype=self.dtype), device=self.device)
-            self._inplace(SetItem, value.cast(self.dtype), index=index)
+            self._inplace(inplace.SetItem, value.cast(self.dtype), index=index)
             return
         self.data[index] = value.data if isinstance(value, Tensor) else value
         self._bump_version()
 
-    # -- in-place -----------------------------------------------------------------------------------------------
-    def _inplace(self, op: type[Function], *others: Any, **kwargs: Any) -> Tensor:
-        """Run ``op(self, *others)`` and write the result into self's memory; bumps ``version``.
-
-        Under autograd the op is recorded on a snapshot of self's old value, and self becomes the op's output. When
-        self is a view of another tensor (a basic slice, reshape or permute of it, as in ``y[:, 0] += 1``), the
-        write changes that tensor too, so its history is rewritten as PyTorch does: it becomes its old value with
-        the view's part replaced by the view's new value (and so on up a chain of views).
-        """
-        bases: list[tuple[Context, Tensor, Tensor]] = []
-        if _tracking(self, *others):
-            if self._ctx is None and self.requires_grad:
-                raise RuntimeError(f"a leaf tensor of shape {self.shape} that requires grad is used in an in-place "
-                                   "operation; do parameter updates inside `with tinygrad_nb.no_grad():`")
-            bases = _viewed_bases(self, op)  # before the write: it snapshots each base's old value
-            old = self._snapshot()
-            result = op.apply(old, *others, **kwargs)
-        else:
-            with autograd.no_grad():
-                result = op.apply(self, *others, **kwargs)
-        if result.shape != self.shape:
-            raise ShapeError(f"in-place {op.__name__.lower()}: the result has shape {result.shape} but the tensor "
-                             f"has shape {self.shape}")
-        if result.dtype != self.dtype and not self.device.xp.can_cast(result.dtype, self.dtype, "same_kind"):
-            raise TypeError(f"in-place {op.__name__.lower()}: the result is {result.dtype.name}, which cannot be "
-                            f"stored in this {self.dtype.name} tensor")
-        self.data[...] = result.data
-        self._bump_version()  # first: the op that made self may have saved self's array (see note_inplace_write)
-        if result._ctx is not None:
-            self._take_history(old, result)
-            view = self  # holds the new value; a tensor takes a node over (never two sharing one), so pass it on
-            for view_ctx, base, base_old in bases:
-                if base._version is not view._version:  # a slice keeps its own counter; reshape shares its base's
-                    base._bump_version()
-                index = view_ctx.index if view_ctx.fn is ops.GetItem else Ellipsis
-                base._take_history(base_old, SetItem.apply(base_old, _view_inverse(view_ctx, view, base.shape),
-                                                           index=index))
-                view = base
-        return self
-
-    def _snapshot(self) -> Tensor:
-        """A copy of self's current value that carries self's current history."""
-        old = Tensor._wrap(self.data.copy(), self.device)
-        old.requires_grad, old._ctx = self.requires_grad, self._ctx
-        return old
-
-    def _take_history(self, old: Tensor, new: Tensor) -> None:
-        """After an in-place write, self is ``new`` (its value and history). Ops recorded before the write hold
-        self, but their gradients belong to the old value: ``_earlier`` tells backward to send them to ``old``. A
-        weak reference: ``old`` is an input of self's new history, so it lives exactly as long as that does."""
-        earlier = [e for e in self.__dict__.get("_earlier", ()) if e[1]() is not None]
-        self._earlier = [*earlier, (self._version[1], weakref.ref(old))]
-        self._ctx, self.requires_grad = new._ctx, True
+    # -- in-place (the machinery is in inplace.py) -----------------------------------------------------------
+    _inplace = inplace.write
 
     def _inplace_binary(self, op: type[Function], other: Any) -> Tensor:
         if isinstance(other, Tensor) and other.dtype != self.dtype:
@@ -880,14 +870,14 @@ class Tensor:
         return self.fill_(0)
 
     def fill_(self, value: Scalar) -> Tensor:
-        self._check_plain_write("fill_")
+        inplace.check_plain_write(self, "fill_")
         self.data[...] = value
         self._bump_version()
         return self
 
     def copy_(self, source: Tensor | Any) -> Tensor:
         """Overwrite the values with ``source`` (broadcast, converted to this dtype and moved to this device)."""
-        self._check_plain_write("copy_")
+        inplace.check_plain_write(self, "copy_")
         src = source.to(self.device).data if isinstance(source, Tensor) else source
         try:
             self.data[...] = src
@@ -899,7 +889,7 @@ class Tensor:
 
     def uniform_(self, low: float = 0.0, high: float = 1.0) -> Tensor:
         """Fill with U[low, high) from the central generator."""
-        self._check_plain_write("uniform_")
+        inplace.check_plain_write(self, "uniform_")
         u = default_generator.uniform(self.shape, self.dtype, self.device.xp)
         self.data[...] = u * (high - low) + low
         self._bump_version()
@@ -907,37 +897,11 @@ class Tensor:
 
     def normal_(self, mean: float = 0.0, std: float = 1.0) -> Tensor:
         """Fill with N(mean, std^2) from the central generator."""
-        self._check_plain_write("normal_")
+        inplace.check_plain_write(self, "normal_")
         self.data[...] = default_generator.normal(self.shape, self.dtype, self.device.xp) * std + mean
         self._bump_version()
         return self
 
-    def _check_plain_write(self, name: str) -> None:
-        if self.requires_grad and autograd.is_grad_enabled():
-            raise RuntimeError(f"{name}: this tensor (shape {self.shape}) requires grad; overwrite it inside "
-                               "`with tinygrad_nb.no_grad():`")
-
-
-class SetItem(Function):
-    """out = a with a[index] = v;  da = g with the written positions zeroed,  dv = g[index] (summed if broadcast)."""
-
-    @staticmethod
-    def forward(ctx: Context, a: Any, v: Any, index: Any) -> Any:
-        ctx.index, ctx.v_shape = index, v.shape
-        out = a.copy()
-        out[index] = v
-        return out
-
-    @staticmethod
-    def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
-        need_a, need_v = ctx.needs_input_grad
-        da = dv = None
-        if need_a:
-            da = g.copy()
-            da[ctx.index] = 0
-        if need_v:
-            dv = ops.unbroadcast(g[ctx.index], ctx.v_shape)
-        return da, dv
 
 
 class ToDevice(Function):
@@ -946,39 +910,6 @@ class ToDevice(Function):
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
         return transfer(g, ctx.target, ctx.source)
-
-
-def _viewed_bases(t: Tensor, op: type[Function]) -> list[tuple[Context, Tensor, Tensor]]:
-    """For a write into ``t``: each tensor whose memory ``t`` views, up the chain of view ops that made ``t``, as
-    (the view op's node, the base, a snapshot of the base's value now). Refuses views it cannot rewrite."""
-    found = []
-    view = t
-    while view._ctx is not None:
-        ctx = view._ctx
-        base = ctx.parents[0]  # view ops view their first input (other inputs may share memory by accident: the
-        # value a SetItem wrote can be a slice of the very array it wrote into)
-        if not isinstance(base, Tensor) or not view.device.xp.may_share_memory(view.data, base.data):
-            break
-        if not (ctx.fn in (ops.Reshape, ops.Permute) or (ctx.fn is ops.GetItem and is_basic_index(ctx.index))):
-            raise RuntimeError(
-                f"in-place {op.__name__.lower()} on a tensor of shape {t.shape} that shares memory with an input of "
-                f"{ctx.fn.__name__}, which cannot be rewritten under autograd (only slices, reshape and permute "
-                "can). Write to that input instead, or .clone() first")
-        if base._ctx is None and base.requires_grad:
-            raise RuntimeError(f"in-place {op.__name__.lower()} on a view of a leaf tensor of shape {base.shape} that "
-                               "requires grad; do parameter updates inside `with tinygrad_nb.no_grad():`")
-        found.append((ctx, base, base._snapshot()))
-        view = base
-    return found
-
-
-def _view_inverse(view_ctx: Context, value: Tensor, base_shape: tuple[int, ...]) -> Tensor:
-    """``value``, the new content of a view, laid out like the part of the base the view covers."""
-    if view_ctx.fn is ops.Reshape:
-        return value.reshape(base_shape)
-    if view_ctx.fn is ops.Permute:
-        return value.permute(view_ctx.inverse)
-    return value  # a slice: SetItem writes it at the slice's index
 
 
 def _to_device(t: Tensor, dev: Device) -> Tensor:
@@ -997,10 +928,6 @@ autograd._Tensor = Tensor
 # -- helpers ------------------------------------------------------------------------------------------------------
 def _data(x: Any) -> Any:
     return x.data if isinstance(x, Tensor) else x
-
-
-def _tracking(*values: Any) -> bool:
-    return autograd.is_grad_enabled() and any(isinstance(v, Tensor) and v.requires_grad for v in values)
 
 
 def _as_array(data: Any, dtype: np.dtype | None, device: Device) -> Any:
@@ -1139,6 +1066,48 @@ def _index_arrays(index: Any, t: Tensor) -> Any:
     return convert(index)
 
 
+def _is_integer_index(part: Any) -> bool:
+    """An int, a numpy integer or a 0-d integer array (a 0-d index tensor counts as an integer in PyTorch)."""
+    if isinstance(part, (bool, np.bool_)):
+        return False
+    return isinstance(part, (int, np.integer)) or (getattr(part, "ndim", None) == 0 and part.dtype.kind in "iu")
+
+
+def _split_for_torch_order(index: tuple[Any, ...]) -> tuple[tuple[Any, ...], tuple[Any, ...]] | None:
+    """PyTorch applies integer indices first (as ``select``) and only then the index tensors; numpy counts integers
+    among the advanced indices, and advanced indices separated by a slice put their dims first. So for
+    ``zeros(2, 5, 6, 3)[1, :, 0:2, idx]`` with idx of shape (1, 2) PyTorch gives (5, 2, 1, 2), numpy (1, 2, 5, 2).
+
+    Where the two disagree (the index tensors are adjacent once the integers are gone, but not adjacent to them),
+    returns (the integers and slices with ':' for the tensors, the tensors with ':' elsewhere): applied one after
+    the other they give PyTorch's result, and the first is a view, so writes through both reach the tensor.
+    Returns None where numpy's placement is already PyTorch's."""
+    kinds = ["int" if _is_integer_index(p) else "array" if getattr(p, "ndim", 0) >= 1 else "other" for p in index]
+    if "int" not in kinds or "array" not in kinds:
+        return None
+    arrays = [k for k, kind in enumerate(kinds) if kind == "array"]
+    advanced = [k for k, kind in enumerate(kinds) if kind != "other"]
+    torch_adjacent = "other" not in kinds[arrays[0]:arrays[-1] + 1]
+    numpy_adjacent = "other" not in kinds[advanced[0]:advanced[-1] + 1]
+    if not torch_adjacent or numpy_adjacent:  # both put the dims first, or both in place
+        return None
+    first: list[Any] = []
+    second: list[Any] = []
+    for part, kind in zip(index, kinds):
+        if kind == "int":
+            first.append(int(part))
+        elif kind == "array":
+            first.extend([slice(None)] * (part.ndim if part.dtype.kind == "b" else 1))  # a mask covers its ndim dims
+            second.append(part)
+        elif part is Ellipsis:
+            first.append(Ellipsis)
+            second.append(Ellipsis)
+        else:  # a slice, or None (the new dim is kept whole in the second step)
+            first.append(part)
+            second.append(slice(None))
+    return tuple(first), tuple(second)
+
+
 # -- functions that make or combine tensors ------------------------------------------------------------------------
 def tensor(data: Any, dtype: Any = None, device: str | Device | None = None, requires_grad: bool = False) -> Tensor:
     """A new tensor from a Python value, a numpy/cupy array or another tensor (always a copy)."""
@@ -1219,10 +1188,27 @@ def arange(start: Scalar, end: Scalar | None = None, step: Scalar = 1, dtype: An
 
 
 def linspace(start: float, end: float, steps: int, dtype: Any = None, device: str | Device | None = None) -> Tensor:
-    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive."""
+    """``steps`` evenly spaced values from ``start`` to ``end`` inclusive.
+
+    An integer ``dtype`` follows PyTorch's kernel, not numpy's: both ends truncated toward zero to the dtype, a
+    float64 step (end - start) / (steps - 1), the first half counted up from start and the second half down from
+    end, each value truncated toward zero (``linspace(-5, 5, 4, dtype=int32)`` is [-5, -1, 1, 5]; numpy floors).
+    """
     if steps < 0:
         raise RuntimeError("number of steps must be non-negative")
-    return _new((), lambda xp, s, d: xp.linspace(start, end, steps, dtype=d), dtype, device, False)
+
+    def fill(xp: Any, _: tuple[int, ...], d: np.dtype) -> Any:
+        if d.kind not in "iu":
+            return xp.linspace(start, end, steps, dtype=d)
+        first, last = int(start), int(end)  # int() truncates toward zero, as PyTorch's Scalar.to<int>
+        if steps == 1:
+            return xp.full((1,), first, dtype=d)
+        step = (last - first) / (steps - 1)
+        i = xp.arange(steps, dtype=np.float64)
+        values = xp.where(i < steps // 2, first + step * i, last - step * (steps - 1 - i))
+        return xp.trunc(values).astype(d)
+
+    return _new((), fill, dtype, device, False)
 
 
 def randn(*shape: Any, dtype: Any = None, device: str | Device | None = None, requires_grad: bool = False) -> Tensor:
@@ -1300,7 +1286,7 @@ def stack(tensors: Sequence[Tensor], dim: int = 0) -> Tensor:
     """Join tensors of equal shape along a new dimension."""
     tensors = list(tensors)
     if not tensors:
-        raise ValueError("stack: expected a non-empty list of tensors")
+        raise ArgumentError("stack: expected a non-empty list of tensors")
     for i, t in enumerate(tensors[1:], start=1):
         if t.shape != tensors[0].shape:
             raise ShapeError(f"stack: tensor {i} has shape {t.shape} but tensor 0 has shape {tensors[0].shape}")

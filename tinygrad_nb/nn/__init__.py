@@ -27,3 +27,25 @@ __all__ = ["BCEWithLogitsLoss", "BatchNorm1d", "Conv2d", "CrossEntropyLoss", "Dr
            "GELU", "GRUCell", "Identity", "IncompatibleKeys", "L1Loss", "LayerNorm", "Linear", "LogSoftmax",
            "MSELoss", "MaxPool2d", "Module", "ModuleDict", "ModuleList", "NLLLoss", "Parameter", "RNNCell", "ReLU",
            "Sequential", "Sigmoid", "Softmax", "StateDictKeyError", "Tanh", "functional", "init"]
+
+# issue 21: the rest of the layers that real model code uses (PyTorch's names, parameters and state-dict keys)
+from . import utils  # noqa: E402 - nn.utils.clip_grad_norm_, parameters_to_vector, ...
+from .activation import (CELU, ELU, GLU, SELU, Hardshrink, Hardsigmoid, Hardswish, Hardtanh,  # noqa: E402
+                         LeakyReLU, LogSigmoid, Mish, PReLU, ReLU6, SiLU, Softmin, Softplus, Softshrink, Softsign,
+                         Tanhshrink, Threshold)
+from .conv import Conv1d, Conv3d, ConvTranspose1d, ConvTranspose2d  # noqa: E402
+from .pooling import (AdaptiveAvgPool1d, AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool1d, AvgPool2d,  # noqa: E402
+                      AvgPool3d, MaxPool1d, MaxUnpool2d)
+from .attention import MultiheadAttention  # noqa: E402
+from .rnn import GRU, LSTM, RNN, LSTMCell  # noqa: E402
+from .transformer import (Transformer, TransformerDecoder, TransformerDecoderLayer, TransformerEncoder,  # noqa: E402
+                          TransformerEncoderLayer)
+from .upsampling import PixelShuffle, PixelUnshuffle, Upsample, UpsamplingBilinear2d, UpsamplingNearest2d  # noqa: E402
+
+__all__ += ["AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "AvgPool1d", "AvgPool2d", "AvgPool3d",
+            "CELU", "Conv1d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ELU", "GLU", "GRU", "Hardshrink",
+            "Hardsigmoid", "Hardswish", "Hardtanh", "LSTM", "LSTMCell", "LeakyReLU", "LogSigmoid", "MaxPool1d",
+            "MaxUnpool2d", "Mish", "MultiheadAttention", "PReLU", "PixelShuffle", "PixelUnshuffle", "RNN", "ReLU6",
+            "SELU", "SiLU", "Softmin", "Softplus", "Softshrink", "Softsign", "Tanhshrink", "Threshold", "Transformer",
+            "TransformerDecoder", "TransformerDecoderLayer", "TransformerEncoder", "TransformerEncoderLayer",
+            "Upsample", "UpsamplingBilinear2d", "UpsamplingNearest2d", "utils"]

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import dtype as dtypes
 from .. import ops
-from ..autograd import ShapeError, no_grad
+from ..autograd import ArgumentError, OutOfRangeError, ShapeError, no_grad
 from ..ops.nn import conv_output_size
 from ..tensor import Tensor, arange, rand, where
 
@@ -24,6 +24,17 @@ _REDUCTIONS = ("mean", "sum", "none")
 __all__ = ["linear", "relu", "gelu", "tanh", "sigmoid", "softmax", "log_softmax", "dropout", "layer_norm",
            "batch_norm", "embedding", "conv2d", "max_pool2d", "one_hot", "mse_loss", "l1_loss", "cross_entropy",
            "nll_loss", "binary_cross_entropy_with_logits"]
+# issue 21's functional ops: activations are written once in tinygrad_nb.composite, the rest in functional_ops
+from ..composite import (celu, elu, glu, hardshrink, hardsigmoid, hardswish, hardtanh, leaky_relu,  # noqa: E402
+                         logsigmoid, mish, normalize, prelu, relu6, selu, silu, softmin, softplus, softshrink,
+                         softsign, tanhshrink, threshold)
+from .functional_ops import *  # noqa: E402, F403 - conv1d/3d, transposed convs, pools, pad, interpolate, attention
+from .functional_ops import __all__ as _ops_all  # noqa: E402
+
+__all__ += ["celu", "elu", "glu", "hardshrink", "hardsigmoid", "hardswish", "hardtanh", "leaky_relu", "logsigmoid",
+            "mish", "normalize", "prelu", "relu6", "selu", "silu", "softmin", "softplus", "softshrink", "softsign",
+            "tanhshrink", "threshold"]
+__all__ += [name for name in _ops_all if name not in __all__]
 
 
 # -- layers ---------------------------------------------------------------------------------------------------------
@@ -224,7 +235,7 @@ def _string_padding(x: Tensor, padding: str, kernel: tuple[int, int], stride: tu
     if padding == "valid":
         return x, (0, 0)
     if padding != "same":
-        raise ValueError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+        raise ArgumentError(f"conv2d: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
     if stride != (1, 1):
         raise ValueError("conv2d: padding='same' is not supported for strided convolutions")
     totals = [d * (k - 1) for d, k in zip(dilation, kernel)]
@@ -233,29 +244,6 @@ def _string_padding(x: Tensor, padding: str, kernel: tuple[int, int], stride: tu
     # an odd total cannot be split evenly: the extra row/column goes after, as in PyTorch
     (th, tw) = totals
     return x.pad((tw // 2, tw - tw // 2, th // 2, th - th // 2)), (0, 0)
-
-
-def max_pool2d(input: Tensor, kernel_size: int | Sequence[int], stride: int | Sequence[int] | None = None,  # noqa: A002
-               padding: int | Sequence[int] = 0, dilation: int | Sequence[int] = 1) -> Tensor:
-    """Largest value in each window (stride defaults to the kernel size); padding counts as -inf.
-
-    The gradient goes to the window's maximum; on ties it is split evenly (PyTorch picks one of them).
-    """
-    x, batched = _as_batch("max_pool2d", input)
-    kernel = _pair(kernel_size, "max_pool2d kernel_size")
-    stride = kernel if stride is None else _pair(stride, "max_pool2d stride")
-    padding, dilation = _pair(padding, "max_pool2d padding"), _pair(dilation, "max_pool2d dilation")
-    if padding[0] > kernel[0] // 2 or padding[1] > kernel[1] // 2:
-        raise ValueError(f"max_pool2d: padding {padding} should be at most half of the kernel size {kernel}")
-    n, channels = x.shape[:2]
-    if padding != (0, 0):
-        low = float("-inf") if dtypes.is_floating(x.dtype) else int(np.iinfo(x.dtype).min)
-        x = x.pad((padding[1], padding[1], padding[0], padding[0]), value=low)
-    cols = ops.Unfold.apply(x, kernel, stride, (0, 0), dilation)
-    out_h = conv_output_size(x.shape[2], kernel[0], stride[0], 0, dilation[0])
-    out_w = conv_output_size(x.shape[3], kernel[1], stride[1], 0, dilation[1])
-    out = cols.reshape(n, channels, kernel[0] * kernel[1], out_h * out_w).amax(2).reshape(n, channels, out_h, out_w)
-    return out if batched else out.squeeze(0)
 
 
 def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
@@ -270,7 +258,7 @@ def one_hot(tensor: Tensor, num_classes: int = -1) -> Tensor:
     if tensor.numel():
         low, high = int(tensor.data.min()), int(tensor.data.max())
         if low < 0 or high >= num_classes:
-            raise ValueError(f"one_hot: class value {low if low < 0 else high} is out of range for "
+            raise ArgumentError(f"one_hot: class value {low if low < 0 else high} is out of range for "
                              f"num_classes={num_classes}")
     return (tensor.unsqueeze(-1) == arange(num_classes, device=tensor.device)).long()
 
@@ -355,7 +343,7 @@ def _nll(op: str, scores: Tensor, target: Tensor, input_shape: tuple[int, ...], 
     if counted.size:
         low, high = int(counted.min()), int(counted.max())
         if low < 0 or high >= num_classes:
-            raise ValueError(f"{op}: target contains class index {low if low < 0 else high}, but the input "
+            raise OutOfRangeError(f"{op}: target contains class index {low if low < 0 else high}, but the input "
                              f"{input_shape} has {num_classes} classes (valid: 0..{num_classes - 1}, or "
                              f"ignore_index={ignore_index})")
     plain = weight is None and not any_ignored and label_smoothing == 0.0
@@ -414,7 +402,7 @@ def cross_entropy(input: Tensor, target: Tensor, weight: Tensor | None = None,  
     """
     _check_reduction("cross_entropy", reduction)
     if not 0.0 <= label_smoothing <= 1.0:
-        raise ValueError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
+        raise ArgumentError(f"cross_entropy: label_smoothing must be between 0.0 and 1.0, got {label_smoothing}")
     scores = _classes_last("cross_entropy", input)
     if not dtypes.is_floating(target.dtype):
         return _nll("cross_entropy", scores, target, input.shape, weight, ignore_index, reduction,

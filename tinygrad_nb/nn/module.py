@@ -12,7 +12,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from .. import dtype as dtypes
-from ..autograd import no_grad
+from ..autograd import ArgumentError, no_grad
 from ..device import Device
 from ..tensor import HookDict, RemovableHandle, Tensor
 from .hooks import BackwardHookCall
@@ -425,8 +425,8 @@ class Module:
                 if shape != tensor.shape:
                     mismatches.append(f"size mismatch for {key}: copying a param with shape {shape} from checkpoint, "
                                       f"the shape in current model is {tensor.shape}")
-        if mismatches:
-            raise ValueError(f"Error(s) in loading state_dict for {type(self).__name__}:\n    "
+        if mismatches:  # PyTorch: RuntimeError (ArgumentError is one, and a ValueError)
+            raise ArgumentError(f"Error(s) in loading state_dict for {type(self).__name__}:\n    "
                              + "\n    ".join(mismatches))
         with no_grad():
             for key, tensor in expected.items():

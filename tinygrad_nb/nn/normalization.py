@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from .. import dtype as dtypes
+from ..autograd import ArgumentError
 from ..device import Device
 from ..tensor import Tensor, ones, tensor, zeros
 from . import functional as F
@@ -83,7 +84,7 @@ class BatchNorm1d(Module):
             raise ValueError(f"BatchNorm1d: expected 2D or 3D input (got {input.ndim}D input of shape "
                              f"{input.shape})")
         if input.shape[1] != self.num_features:
-            raise ValueError(f"BatchNorm1d: input of shape {input.shape} has {input.shape[1]} channels, expected "
+            raise ArgumentError(f"BatchNorm1d: input of shape {input.shape} has {input.shape[1]} channels, expected "
                              f"{self.num_features}")
         momentum = 0.0 if self.momentum is None else self.momentum
         if self.training and self.track_running_stats:

@@ -7,6 +7,7 @@
     %tg_runs compare a1 b2      tracked runs: ls, show, compare, export
     %tg_deterministic on        deterministic mode: on, off or warn
     %tg_hooks                   hooks and widgets owned by cells (removed when their cell is re-run)
+    %tg_exercises               the notebook's exercises (check.NAME(fn)), done and to do
     %tg_help                    all of the above
 
 The magics are plain methods of :class:`TinygradMagics`; the extension registers them with
@@ -44,6 +45,9 @@ MAGICS: list[tuple[str, str, str]] = [
     ("tg_hooks", "line", "list the hooks and widgets each cell owns (--clear releases them all)"),
     ("tg_kernel", "cell", ("compile the C kernel in the cell into a custom op and opcheck it: "
                            "%%tg_kernel NAME [--sample EXPR]")),
+    ("tg_precision", "cell", ("check each op of the cell against a float64 replay (autocast): "
+                              "%%tg_precision [--dtype D] [--strict]")),
+    ("tg_exercises", "line", "the notebook's exercises, done and to do: %tg_exercises [NOTEBOOK] [--all] [--attempts]"),
     ("tg_help", "line", "this list; %tg_help NAME shows the options of one magic"),
 ]
 
@@ -156,6 +160,8 @@ PARSERS: dict[str, Callable[[], MagicParser]] = {
     "tg_seed": seed_parser, "tg_device": device_parser, "tg_profile": profile_parser,
     "tg_nantrace": nantrace_parser, "tg_runs": runs_parser, "tg_deterministic": deterministic_parser,
     "tg_hooks": hooks_parser, "tg_help": help_parser, "tg_kernel": lambda: _kernel_magic().kernel_parser(),
+    "tg_precision": lambda: _precision_magic().precision_parser(),
+    "tg_exercises": lambda: _exercises_magic().exercises_parser(),
 }
 
 
@@ -163,6 +169,18 @@ def _kernel_magic() -> Any:
     from . import kernel_magic  # noqa: PLC0415 - only when %%tg_kernel is used (it brings the C toolchain code)
 
     return kernel_magic
+
+
+def _precision_magic() -> Any:
+    from . import precision_magic  # noqa: PLC0415 - only when %%tg_precision is used
+
+    return precision_magic
+
+
+def _exercises_magic() -> Any:
+    from . import exercises_magic  # noqa: PLC0415 - only when %tg_exercises is used
+
+    return exercises_magic
 
 
 def _table(columns: list[str], rows: list[dict[str, Any]]) -> str:
@@ -184,6 +202,8 @@ class TinygradMagics:
             "tg_seed": self.tg_seed, "tg_device": self.tg_device, "tg_profile": self.tg_profile,
             "tg_nantrace": self.tg_nantrace, "tg_runs": self.tg_runs, "tg_deterministic": self.tg_deterministic,
             "tg_hooks": self.tg_hooks, "tg_help": self.tg_help, "tg_kernel": self.tg_kernel,
+            "tg_precision": self.tg_precision,
+            "tg_exercises": self.tg_exercises,
         }
         return [(name, kind, by_name[name]) for name, kind, _ in MAGICS]
 
@@ -191,6 +211,15 @@ class TinygradMagics:
     def tg_kernel(self, line: str, cell: str) -> Any:
         __tracebackhide__ = True
         return _kernel_magic().KernelMagic(self.shell).tg_kernel(line, cell)
+
+    # -- %%tg_precision (tinygrad_nb/notebook/precision_magic.py) ----------------------------------------------
+    def tg_precision(self, line: str, cell: str) -> Any:
+        __tracebackhide__ = True
+        return _precision_magic().tg_precision(self, line, cell)
+
+    # -- %tg_exercises (tinygrad_nb/notebook/exercises_magic.py) ------------------------------------------------
+    def tg_exercises(self, line: str) -> None:
+        _exercises_magic().tg_exercises(line)
 
     # -- %tg_seed -----------------------------------------------------------------------------------------------
     def tg_seed(self, line: str) -> None:
@@ -365,7 +394,16 @@ class TinygradMagics:
             PARSERS[name]().print_help()
             return
         rows = [{"magic": ("%%" if kind == "cell" else "%") + name, "what": what} for name, kind, what in MAGICS]
-        print(_table(["magic", "what"], rows))
+        from .widgets.base import in_notebook  # noqa: PLC0415 - an HTML table that never wraps in a notebook
+
+        if in_notebook():
+            from IPython.display import display  # noqa: PLC0415
+
+            from .tables import Table  # noqa: PLC0415
+
+            display(Table(["magic", "what"], rows))
+        else:
+            print(_table(["magic", "what"], rows))
         print("%tg_help NAME shows one magic's options; docs/magics.md has examples.")
 
     # -- running a cell magic's body ----------------------------------------------------------------------------

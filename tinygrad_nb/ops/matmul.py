@@ -24,7 +24,7 @@ def mm(x: Any, y: Any) -> Any:
         # numpy has no BLAS for float16 (its loop is ~175x slower than float32 here) and ml_dtypes' bfloat16
         # matmul returns float32: on CPU, 16-bit operands are multiplied in float32 and the result rounded once
         # to their dtype (more accurate than float16 accumulation, too). cupy computes in the low dtype itself.
-        return (x.astype(np.float32) @ y.astype(np.float32)).astype(x.dtype)
+        return mm(x.astype(np.float32), y.astype(np.float32)).astype(x.dtype)
     if x.ndim > 2 and y.ndim == 2 and x.flags.c_contiguous:
         # (..., n, k) @ (k, m) as one (rows, k) @ (k, m) BLAS call: numpy would loop over the leading axes with one
         # small gemm each (1.5-2x slower for a Linear layer on (batch, time, features) input)
@@ -91,10 +91,13 @@ class Linear(Function):
             raise ShapeError(f"linear: bias of shape {tuple(b.shape)} does not fit weight of shape "
                              f"{tuple(w.shape)} (expected ({w.shape[0]},))")
         ctx.save_for_backward(x, w)
+        low = x.dtype if x.dtype in _LOW_FLOATS and type(x) is np.ndarray else None
+        if low is not None:  # 16-bit on CPU: product and bias in float32, rounded once at the end (see mm)
+            x, w = x.astype(np.float32), w.astype(np.float32)
         out = mm(x, w.T)
         if b is not None:
             out += b  # out is a fresh array: adding in place saves a temporary
-        return out
+        return out if low is None else out.astype(low)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, Any, Any]:
@@ -105,7 +108,10 @@ class Linear(Function):
         dw = mm(g2.T, x.reshape(-1, x.shape[-1])) if needs[1] else None
         if len(needs) == 2:
             return dx, dw
-        return dx, dw, (g2.sum(axis=0) if needs[2] else None)
+        if not needs[2]:
+            return dx, dw, None
+        # a 16-bit gradient's column sums accumulate in float32 (the engine rounds them to the bias's dtype)
+        return dx, dw, g2.sum(axis=0, dtype=np.float32 if g2.dtype in _LOW_FLOATS else None)
 
 
 def _matmul_like(x: Any, y: Any, like: Any) -> Any:

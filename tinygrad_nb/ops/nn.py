@@ -1,49 +1,124 @@
-"""Neural-network primitives that are not cheap as compositions: sliding windows for convolution and pooling."""
+"""Neural-network primitives that are not cheap as compositions: sliding windows for convolution and pooling
+(im2col and its adjoint col2im), and attention."""
 from __future__ import annotations
 
 from typing import Any
 
 from ..autograd import Context, Function
+from .elementwise import math_module
+from .matmul import mm
 
 
 def conv_output_size(size: int, kernel: int, stride: int, padding: int, dilation: int) -> int:
     return (size + 2 * padding - dilation * (kernel - 1) - 1) // stride + 1
 
 
-class Unfold(Function):
-    """im2col: (N, C, H, W) -> (N, C*kh*kw, L), one column per sliding window (``torch.nn.functional.unfold``).
+def im2col(xp: Any, x: Any, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
+           dilation: tuple[int, int]) -> tuple[Any, tuple[Any, ...]]:
+    """(N, C, H, W) -> (N, C*kh*kw, L) windows (a strided view of the padded input, then one copy), and the geometry
+    that :func:`col2im` needs to send columns back."""
+    n, c, h, w = x.shape
+    (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
+    oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
+    if oh <= 0 or ow <= 0:
+        raise ValueError(f"unfold: input {h}x{w} is smaller than the {kh}x{kw} kernel (padding {ph},{pw}, "
+                         f"dilation {dh},{dw})")
+    padded = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+    s = padded.strides
+    windows = xp.lib.stride_tricks.as_strided(
+        padded, shape=(n, c, kh, kw, oh, ow), strides=(s[0], s[1], s[2] * dh, s[3] * dw, s[2] * sh, s[3] * sw))
+    return windows.reshape(n, c * kh * kw, oh * ow), (x.shape, padded.shape, kernel, stride, padding, dilation,
+                                                        (oh, ow))
 
-    Backward (col2im) adds every column back to the window it came from: a loop over the kh*kw kernel offsets, each a
-    strided add over the whole batch.
-    """
+
+def col2im(xp: Any, cols: Any, geometry: tuple[Any, ...]) -> Any:
+    """The adjoint of :func:`im2col`: every column added back to the window it came from (a loop over the kh*kw
+    kernel offsets, each a strided add over the whole batch)."""
+    shape, padded_shape, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = geometry
+    n, c = shape[0], shape[1]
+    cols = cols.reshape(n, c, kh, kw, oh, ow)
+    dx = xp.zeros(padded_shape, dtype=cols.dtype)
+    for i in range(kh):
+        for j in range(kw):
+            dx[:, :, i * dh: i * dh + sh * oh: sh, j * dw: j * dw + sw * ow: sw] += cols[:, :, i, j]
+    return dx[:, :, ph: padded_shape[2] - ph, pw: padded_shape[3] - pw]
+
+
+class Unfold(Function):
+    """im2col: (N, C, H, W) -> (N, C*kh*kw, L), one column per sliding window (``torch.nn.functional.unfold``);
+    da = col2im(g), each column added back to its window."""
 
     @staticmethod
     def forward(ctx: Context, x: Any, kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int],
                 dilation: tuple[int, int]) -> Any:
-        xp = ctx.xp
-        n, c, h, w = x.shape
-        (kh, kw), (sh, sw), (ph, pw), (dh, dw) = kernel, stride, padding, dilation
-        oh, ow = conv_output_size(h, kh, sh, ph, dh), conv_output_size(w, kw, sw, pw, dw)
-        if oh <= 0 or ow <= 0:
-            raise ValueError(f"unfold: input {h}x{w} is smaller than the {kh}x{kw} kernel (padding {ph},{pw}, "
-                             f"dilation {dh},{dw})")
-        padded = xp.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
-        ctx.geometry = (x.shape, padded.shape, kernel, stride, padding, dilation, (oh, ow))
-        s = padded.strides
-        windows = xp.lib.stride_tricks.as_strided(
-            padded, shape=(n, c, kh, kw, oh, ow),
-            strides=(s[0], s[1], s[2] * dh, s[3] * dw, s[2] * sh, s[3] * sw))
-        return windows.reshape(n, c * kh * kw, oh * ow)
+        cols, ctx.geometry = im2col(ctx.xp, x, kernel, stride, padding, dilation)
+        return cols
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, None, None, None, None]:
+        return col2im(ctx.xp, g, ctx.geometry), None, None, None, None
+
+
+class Fold(Function):
+    """col2im: (N, C*kh*kw, L) -> (N, C, H, W), overlapping windows summed (``torch.nn.functional.fold``, the adjoint
+    of :class:`Unfold`; conv_transpose2d is a matmul then this);  da = im2col(g)."""
+
+    @staticmethod
+    def forward(ctx: Context, cols: Any, output_size: tuple[int, int], kernel: tuple[int, int],
+                stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int]) -> Any:
+        (h, w), (kh, kw) = output_size, kernel
+        oh = conv_output_size(h, kh, stride[0], padding[0], dilation[0])
+        ow = conv_output_size(w, kw, stride[1], padding[1], dilation[1])
+        n, ckk, blocks = cols.shape
+        if ckk % (kh * kw) or blocks != oh * ow or oh <= 0 or ow <= 0:
+            raise RuntimeError(f"fold: input of shape {tuple(cols.shape)} does not fit output_size {output_size} with"
+                               f" kernel {kernel}: expected (N, C*{kh * kw}, {max(oh, 0) * max(ow, 0)})")
+        shape = (n, ckk // (kh * kw), h, w)
+        ctx.args = (kernel, stride, padding, dilation)
+        return col2im(ctx.xp, cols, (shape, (n, shape[1], h + 2 * padding[0], w + 2 * padding[1]), kernel, stride,
+                                     padding, dilation, (oh, ow)))
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, ...]:
+        return (im2col(ctx.xp, g, *ctx.args)[0],) + (None,) * 5
+
+
+class ScaledDotProductAttention(Function):
+    """out = softmax(s) @ v with s = q k^T scale + bias (softmax over keys; ``bias`` an additive mask, -inf where a
+    key is masked out; ``keep`` an optional dropout mask already scaled by 1 / (1 - p)). With p = softmax(s):
+        dv = (p keep)^T g,   dp = (g v^T) keep,   ds = p (dp - sum_keys(dp p)),
+        dq = ds k scale,     dk = ds^T q scale,   dbias = ds   (batch axes summed back where they broadcast)
+    A primitive because every attention layer runs it: one graph node instead of seven, the softmax fused. A query
+    whose keys are all masked out gets output 0 (as PyTorch), not NaN.
+    """
+
+    broadcasts = True
+
+    @staticmethod
+    def forward(ctx: Context, q: Any, k: Any, v: Any, bias: Any = None, keep: Any = None, scale: float = 1.0) -> Any:
         xp = ctx.xp
-        shape, padded_shape, (kh, kw), (sh, sw), (ph, pw), (dh, dw), (oh, ow) = ctx.geometry
-        n, c = shape[0], shape[1]
-        cols = g.reshape(n, c, kh, kw, oh, ow)
-        dx = xp.zeros(padded_shape, dtype=g.dtype)
-        for i in range(kh):
-            for j in range(kw):
-                dx[:, :, i * dh: i * dh + sh * oh: sh, j * dw: j * dw + sw * ow: sw] += cols[:, :, i, j]
-        dx = dx[:, :, ph: padded_shape[2] - ph, pw: padded_shape[3] - pw]
-        return dx, None, None, None, None
+        s = mm(q, xp.swapaxes(k, -1, -2))
+        s *= s.dtype.type(scale)
+        if bias is not None:
+            s = s + bias
+        m = s.max(axis=-1, keepdims=True)
+        p = math_module(ctx).exp(s - xp.where(xp.isfinite(m), m, 0))
+        total = p.sum(axis=-1, keepdims=True)
+        p /= xp.where(total > 0, total, 1)  # a query whose keys are all masked out gets weights 0 (as PyTorch)
+        ctx.save_for_backward(q, k, v, p)
+        ctx.keep, ctx.scale = keep, scale
+        return mm(p * keep if keep is not None else p, v)
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, ...]:
+        xp, keep, scale = ctx.xp, ctx.keep, ctx.scale
+        q, k, v, p = ctx.saved_tensors
+        needs = ctx.needs_input_grad
+        dv = mm(xp.swapaxes(p * keep if keep is not None else p, -1, -2), g) if needs[2] else None
+        dp = mm(g, xp.swapaxes(v, -1, -2))
+        if keep is not None:
+            dp *= keep
+        ds = p * (dp - (dp * p).sum(axis=-1, keepdims=True))
+        dq = mm(ds, k) * scale if needs[0] else None
+        dk = mm(xp.swapaxes(ds, -1, -2), q) * scale if needs[1] else None
+        return (dq, dk, dv) if len(needs) == 3 else (dq, dk, dv, ds if needs[3] else None)

@@ -1,4 +1,4 @@
-"""Reductions: ``Sum`` and ``Max`` are the primitives; mean, var, std, min, logsumexp are built from them."""
+"""Reductions: ``Sum``, ``Max`` and ``Prod`` are the primitives; mean, var, std, min, logsumexp are built from them."""
 from __future__ import annotations
 
 from typing import Any
@@ -44,6 +44,31 @@ class Max(Function):
         winners = a == out
         count = winners.sum(axis=ctx.axis, keepdims=True)
         return g.reshape(out.shape) * winners / count, None, None
+
+
+class Prod(Function):
+    """out = product of a over ``axis``;  da = g out / a, or, in a slice holding zeros, the product of the other
+    elements at a slice's only zero and 0 elsewhere (never a division by zero)."""
+
+    @staticmethod
+    def forward(ctx: Context, a: Any, axis: tuple[int, ...] | None = None, keepdims: bool = False) -> Any:
+        out = a.prod(axis=axis, keepdims=True)
+        ctx.save_for_backward(a, out)
+        ctx.axis = axis
+        return out if keepdims else out.reshape(_drop_axes(out.shape, axis))
+
+    @staticmethod
+    def backward(ctx: Context, g: Any) -> tuple[Any, None, None]:
+        xp = ctx.xp
+        a, out = ctx.saved_tensors
+        g = g.reshape(out.shape)
+        zero = a == 0
+        if not zero.any():
+            return g * out / a, None, None
+        zeros = zero.sum(axis=ctx.axis, keepdims=True)
+        others_if_zero = xp.where(zero, 1, a).prod(axis=ctx.axis, keepdims=True)  # product of the nonzero elements
+        share = xp.where(zero, xp.where(zeros == 1, others_if_zero, 0), out / xp.where(zero, 1, a))
+        return g * share, None, None
 
 
 class Cumsum(Function):

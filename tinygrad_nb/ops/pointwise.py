@@ -1,0 +1,143 @@
+"""Elementwise math with one-line derivatives: each op is a ``Function`` generated from one row of a table (so each
+still has its own name for the profiler, the NaN tracer and export).
+
+Unary rows, out = f(a);  da = g f'(a):
+    Sin  cos a            Cos  -sin a             Tan  1 + out^2          Asin  1 / sqrt(1 - a^2)
+    Acos -1 / sqrt(1-a^2) Atan 1 / (1 + a^2)      Sinh cosh a             Cosh  sinh a
+    Asinh 1/sqrt(a^2+1)   Acosh 1/sqrt(a^2-1)     Atanh 1 / (1 - a^2)     Log1p 1 / (1 + a)
+    Expm1 out + 1         Log2 1 / (a ln 2)       Log10 1 / (a ln 10)     Exp2  out ln 2
+    Erf  2/sqrt(pi) e^(-a^2)   Erfc -2/sqrt(pi) e^(-a^2)   Erfinv sqrt(pi)/2 e^(out^2)
+    Softplus  sigmoid(a) = -expm1(-out)   (out = log(1 + e^a), computed as logaddexp(0, a): no overflow)
+Binary rows (broadcasting, undone by the engine):
+    Atan2(y, x)   dy = g x / (x^2 + y^2),  dx = -g y / (x^2 + y^2)
+    Remainder     da = g,  db = -g floor(a / b)    (Python's %: the result takes b's sign)
+    Fmod          da = g,  db = -g trunc(a / b)    (C's fmod: the result takes a's sign)
+
+These run on the device's array module; deterministic("portable") does not cover them (it covers exp, log, tanh,
+sigmoid, pow and cos, the ops of the models it was built for).
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from ..autograd import Context, Function
+
+_LN2, _LN10, _TWO_OVER_SQRT_PI = math.log(2.0), math.log(10.0), 2.0 / math.sqrt(math.pi)
+
+
+def erf(xp: Any, a: Any) -> Any:
+    """erf to the dtype's precision: scipy's (cupyx's on cupy) when installed; else float32 from the Chebyshev fit
+    of ``elementwise.erf`` (1.2e-7) and float64 from ``math.erf`` element by element (exact, slow)."""
+    special = _special(xp)
+    if special is not None:
+        return special.erf(a)
+    from .elementwise import erf as chebyshev  # noqa: PLC0415 - a cycle at import time otherwise
+    if a.dtype.itemsize <= 4:
+        return chebyshev(xp, a).astype(a.dtype, copy=False)
+    return xp.asarray(xp.frompyfunc(math.erf, 1, 1)(a), dtype=a.dtype) if xp.__name__ == "numpy" \
+        else chebyshev(xp, a).astype(a.dtype, copy=False)
+
+
+def erfinv(xp: Any, a: Any) -> Any:
+    """Inverse of erf on (-1, 1): scipy's when installed, else Giles' single-precision approximation refined by
+    two Newton steps on :func:`erf` (each step squares the relative error)."""
+    special = _special(xp)
+    if special is not None:
+        return special.erfinv(a)
+    w = -xp.log((1.0 - a) * (1.0 + a))
+    small = w < 5.0
+    ws, wl = w - 2.5, xp.sqrt(w) - 3.0
+    ps = 2.81022636e-08
+    for c in (3.43273939e-07, -3.5233877e-06, -4.39150654e-06, 0.00021858087, -0.00125372503, -0.00417768164,
+              0.246640727, 1.50140941):
+        ps = c + ps * ws
+    pl = -0.000200214257
+    for c in (0.000100950558, 0.00134934322, -0.00367342844, 0.00573950773, -0.0076224613, 0.00943887047,
+              1.00167406, 2.83297682):
+        pl = c + pl * wl
+    x = xp.where(small, ps, pl) * a
+    for _ in range(2):
+        x = x - (erf(xp, x) - a) / (_TWO_OVER_SQRT_PI * xp.exp(-x * x))
+    return xp.where(xp.abs(a) == 1, a * xp.inf, x).astype(a.dtype, copy=False)
+
+
+def _special(xp: Any) -> Any:
+    try:
+        if xp.__name__ == "numpy":
+            import scipy.special as special  # noqa: PLC0415 - optional
+        else:
+            import cupyx.scipy.special as special  # noqa: PLC0415 - optional
+    except ImportError:
+        return None
+    return special
+
+
+def _unary(name: str, forward: Callable[[Any, Any], Any], derivative: Callable[[Any, Any, Any], Any]
+           ) -> type[Function]:
+    """A Function computing ``forward(xp, a)`` with gradient ``g * derivative(xp, a, out)``."""
+    def fwd(ctx: Context, a: Any) -> Any:
+        out = forward(ctx.xp, a)
+        ctx.save_for_backward(a, out)
+        return out
+
+    def bwd(ctx: Context, g: Any) -> Any:
+        a, out = ctx.saved_tensors
+        return g * derivative(ctx.xp, a, out)
+
+    return type(name, (Function,), {"forward": staticmethod(fwd), "backward": staticmethod(bwd),
+                                    "__doc__": f"Elementwise {name.lower()}; see this module's derivative table.",
+                                    "__module__": __name__})
+
+
+Sin = _unary("Sin", lambda xp, a: xp.sin(a), lambda xp, a, out: xp.cos(a))
+Cos = _unary("Cos", lambda xp, a: xp.cos(a), lambda xp, a, out: -xp.sin(a))
+Tan = _unary("Tan", lambda xp, a: xp.tan(a), lambda xp, a, out: 1 + out * out)
+Asin = _unary("Asin", lambda xp, a: xp.arcsin(a), lambda xp, a, out: 1 / xp.sqrt(1 - a * a))
+Acos = _unary("Acos", lambda xp, a: xp.arccos(a), lambda xp, a, out: -1 / xp.sqrt(1 - a * a))
+Atan = _unary("Atan", lambda xp, a: xp.arctan(a), lambda xp, a, out: 1 / (1 + a * a))
+Sinh = _unary("Sinh", lambda xp, a: xp.sinh(a), lambda xp, a, out: xp.cosh(a))
+Cosh = _unary("Cosh", lambda xp, a: xp.cosh(a), lambda xp, a, out: xp.sinh(a))
+Asinh = _unary("Asinh", lambda xp, a: xp.arcsinh(a), lambda xp, a, out: 1 / xp.sqrt(a * a + 1))
+Acosh = _unary("Acosh", lambda xp, a: xp.arccosh(a), lambda xp, a, out: 1 / xp.sqrt(a * a - 1))
+Atanh = _unary("Atanh", lambda xp, a: xp.arctanh(a), lambda xp, a, out: 1 / (1 - a * a))
+Log1p = _unary("Log1p", lambda xp, a: xp.log1p(a), lambda xp, a, out: 1 / (1 + a))
+Expm1 = _unary("Expm1", lambda xp, a: xp.expm1(a), lambda xp, a, out: out + 1)
+Log2 = _unary("Log2", lambda xp, a: xp.log2(a), lambda xp, a, out: 1 / (a * _LN2))
+Log10 = _unary("Log10", lambda xp, a: xp.log10(a), lambda xp, a, out: 1 / (a * _LN10))
+Exp2 = _unary("Exp2", lambda xp, a: xp.exp2(a), lambda xp, a, out: out * _LN2)
+Erf = _unary("Erf", erf, lambda xp, a, out: _TWO_OVER_SQRT_PI * xp.exp(-a * a))
+Erfc = _unary("Erfc", lambda xp, a: 1 - erf(xp, a), lambda xp, a, out: -_TWO_OVER_SQRT_PI * xp.exp(-a * a))
+Erfinv = _unary("Erfinv", erfinv, lambda xp, a, out: xp.exp(out * out) / _TWO_OVER_SQRT_PI)
+Softplus = _unary("Softplus", lambda xp, a: xp.logaddexp(a.dtype.type(0), a), lambda xp, a, out: -xp.expm1(-out))
+
+
+def _binary(name: str, forward: str, backward: Callable[[Any, Any, Any, Any], tuple[Any, Any]],
+            integer_name: str = "") -> type[Function]:
+    """A broadcasting Function computing ``xp.<forward>(a, b)``; ``backward(xp, a, b, g)`` gives (da, db). With
+    ``integer_name``, integer division by zero raises PyTorch's RuntimeError (numpy would return 0 silently)."""
+    def fwd(ctx: Context, a: Any, b: Any) -> Any:
+        xp = ctx.xp
+        if integer_name and a.dtype.kind in "iu" and bool((xp.asarray(b) == 0).any()):
+            raise RuntimeError(f"ZeroDivisionError: integer {integer_name} by zero")
+        ctx.save_for_backward(a, b)
+        return getattr(xp, forward)(a, b)
+
+    def bwd(ctx: Context, g: Any) -> tuple[Any, Any]:
+        a, b = ctx.saved_tensors
+        da, db = backward(ctx.xp, a, b, g)
+        return da, (db if ctx.needs_input_grad[1] else None)
+
+    return type(name, (Function,), {"forward": staticmethod(fwd), "backward": staticmethod(bwd), "broadcasts": True,
+                                    "__doc__": f"Elementwise {name.lower()}; see this module's derivative table.",
+                                    "__module__": __name__})
+
+
+Atan2 = _binary("Atan2", "arctan2", lambda xp, y, x, g: (g * x / (x * x + y * y), -g * y / (x * x + y * y)))
+Remainder = _binary("Remainder", "remainder", lambda xp, a, b, g: (g, -g * xp.floor(a / b)), "remainder")
+Fmod = _binary("Fmod", "fmod", lambda xp, a, b, g: (g, -g * xp.trunc(a / b)), "fmod")
+
+UNARY = (Sin, Cos, Tan, Asin, Acos, Atan, Sinh, Cosh, Asinh, Acosh, Atanh, Log1p, Expm1, Log2, Log10, Exp2, Erf, Erfc,
+         Erfinv, Softplus)
+BINARY = (Atan2, Remainder, Fmod)
