@@ -29,6 +29,9 @@ def load_ipython_extension(ipython: Any) -> None:
     from . import cellckpt  # noqa: PLC0415 - cell checkpoints: %tg_ckpt/%tg_log/%tg_checkout/... and their hooks
 
     cellckpt.load(ipython)
+    from . import lab_comm  # noqa: PLC0415 - the JupyterLab comm: opened only when the Lab extension is there
+
+    lab_comm.load(ipython)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
@@ -46,6 +49,9 @@ def unload_ipython_extension(ipython: Any) -> None:
     from . import cellckpt  # noqa: PLC0415
 
     cellckpt.unload(ipython)
+    from . import lab_comm  # noqa: PLC0415
+
+    lab_comm.unload(ipython)
 
 
 def _core_handle_listeners() -> list[list[Any]]:

@@ -287,6 +287,11 @@ _uncaught = False
 _previous_excepthook: Any = None
 
 
+def active_runs() -> list[Run]:
+    """The runs of this process that are not finished yet (the JupyterLab status bar samples their step)."""
+    return list(_open_runs)
+
+
 def _excepthook(exc_type: type[BaseException], exc: BaseException, tb: Any) -> None:
     global _uncaught
     _uncaught = True
