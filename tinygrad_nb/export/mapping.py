@@ -199,7 +199,7 @@ _NO_GRAD = {"equal": "Equal", "less": "Less", "greater": "Greater", "less_equal"
             "greater_equal": "GreaterOrEqual", "logical_and": "And", "logical_or": "Or", "logical_xor": "Xor",
             "logical_not": "Not", "isnan": "IsNaN", "isinf": "IsInf", "sign": "Sign", "floor": "Floor",
             "ceil": "Ceil", "round": "Round", "argmax": "ArgMax", "argmin": "ArgMin", "not_equal": "Equal + Not",
-            "isfinite": "IsNaN, IsInf, Or, Not"}
+            "isfinite": "IsNaN, IsInf, Or, Not", "amin": "ReduceMin"}
 
 
 @converter("NoGradOp", "by name: " + ", ".join(f"{k} -> {v}" for k, v in _NO_GRAD.items()))
@@ -213,6 +213,8 @@ def _no_grad(em: Emitter, node: Node, out: str) -> None:
             raise fail(node, f"{name} over all elements (no dim) is not supported; flatten and pass dim=")
         em.node("ArgMax" if name == "argmax" else "ArgMin", inputs[:1], out, axis=int(node.kwargs["axis"]),
                 keepdims=int(bool(node.kwargs.get("keepdims", False))))
+    elif name == "amin":  # integer min (floats take -max(-x), which has a gradient)
+        _axes(em, "ReduceMin", inputs[:1], node.kwargs.get("axis"), bool(node.kwargs.get("keepdims", False)), out)
     elif name == "not_equal":
         em.node("Not", [em.node("Equal", inputs)], out)
     elif name == "isfinite":
@@ -430,6 +432,238 @@ def _max_pool(em: Emitter, node: Node, out: str) -> None:
 @converter("CrossEntropy", "not exported (a training loss; export the model without it)")
 def _cross_entropy(em: Emitter, node: Node, out: str) -> None:
     raise fail(node, "cross_entropy is a training loss; export the model that produces the logits")
+
+
+# -- trigonometric, hyperbolic and special functions (issue 21) -------------------------------------------------------
+for _op in ("Sin", "Cos", "Tan", "Asin", "Acos", "Atan", "Sinh", "Cosh", "Asinh", "Acosh", "Atanh", "Erf", "Softplus"):
+    converter(_op, _op)(_unary(_op))
+
+
+def _scalar(em: Emitter, node: Node, value: float) -> str:
+    """A 0-d constant of the result's dtype."""
+    return em.const(np.asarray(value, dtype=node.output.dtype), "scalar")
+
+
+@converter("Log1p", "Add 1, Log (absolute error about 1 ulp of 1 near 0)")
+def _log1p(em: Emitter, node: Node, out: str) -> None:
+    em.node("Log", [em.node("Add", [em.name(node.args[0]), _scalar(em, node, 1.0)])], out)
+
+
+@converter("Expm1", "Exp, Sub 1 (absolute error about 1 ulp of 1 near 0)")
+def _expm1(em: Emitter, node: Node, out: str) -> None:
+    em.node("Sub", [em.node("Exp", [em.name(node.args[0])]), _scalar(em, node, 1.0)], out)
+
+
+@converter("Log2", "Log, Div ln 2")
+def _log2(em: Emitter, node: Node, out: str) -> None:
+    em.node("Div", [em.node("Log", [em.name(node.args[0])]), _scalar(em, node, math.log(2.0))], out)
+
+
+@converter("Log10", "Log, Div ln 10")
+def _log10(em: Emitter, node: Node, out: str) -> None:
+    em.node("Div", [em.node("Log", [em.name(node.args[0])]), _scalar(em, node, math.log(10.0))], out)
+
+
+@converter("Exp2", "Pow (base 2)")
+def _exp2(em: Emitter, node: Node, out: str) -> None:
+    em.node("Pow", [_scalar(em, node, 2.0), em.name(node.args[0])], out)
+
+
+@converter("Erfc", "Erf, Sub from 1 (absolute error about 1 ulp of 1)")
+def _erfc(em: Emitter, node: Node, out: str) -> None:
+    em.node("Sub", [_scalar(em, node, 1.0), em.node("Erf", [em.name(node.args[0])])], out)
+
+
+@converter("Erfinv", "not exported (no ONNX op; raises ExportError)")
+def _erfinv(em: Emitter, node: Node, out: str) -> None:
+    raise fail(node, "ONNX has no inverse error function (and no composition of standard ops computes it to fp32 "
+                     "precision); apply erfinv outside the exported model")
+
+
+@converter("Atan2", "Div, Atan, Where (quadrant by the signs of x and y; atan2(0, 0) = 0)")
+def _atan2(em: Emitter, node: Node, out: str) -> None:
+    # atan(y / x) is right for x > 0; for x < 0 add pi (y >= 0) or -pi (y < 0); x = 0 gives y / 0 = +-inf, whose
+    # atan is +-pi/2 as wanted; only 0 / 0 (NaN) needs its own case. (Signed zeros: atan2(-0.0, x < 0) gives +pi
+    # here, -pi in numpy.)
+    y, x = operand(em, node, node.args[0]), operand(em, node, node.args[1])
+    zero = _scalar(em, node, 0.0)
+    base = em.node("Atan", [em.node("Div", [y, x])])
+    turn = em.node("Where", [em.node("Less", [y, zero]), _scalar(em, node, -math.pi), _scalar(em, node, math.pi)])
+    shifted = em.node("Where", [em.node("Less", [x, zero]), em.node("Add", [base, turn]), base])
+    origin = em.node("And", [em.node("Equal", [x, zero]), em.node("Equal", [y, zero])])
+    em.node("Where", [origin, zero, shifted], out)
+
+
+@converter("Fmod", "Mod (fmod=1)")
+def _fmod(em: Emitter, node: Node, out: str) -> None:
+    em.node("Mod", [operand(em, node, node.args[0]), operand(em, node, node.args[1])], out, fmod=1)
+
+
+@converter("Remainder", "Mod (integers); floats: Mod (fmod=1), then + b where the sign differs from b's")
+def _remainder(em: Emitter, node: Node, out: str) -> None:
+    a, b = operand(em, node, node.args[0]), operand(em, node, node.args[1])
+    if node.output.dtype.kind in "iu":
+        em.node("Mod", [a, b], out, fmod=0)  # Python's sign rule for integers
+        return
+    # ONNX refuses fmod=0 for floats: numpy's own remainder is fmod plus b where fmod's sign differs from b's
+    r = em.node("Mod", [a, b], fmod=1)
+    zero = _scalar(em, node, 0.0)
+    differs = em.node("Xor", [em.node("Less", [r, zero]), em.node("Less", [b, zero])])
+    fix = em.node("And", [differs, em.node("Not", [em.node("Equal", [r, zero])])])
+    em.node("Where", [fix, em.node("Add", [r, b]), r], out)
+
+
+# -- products, gather and scatter ------------------------------------------------------------------------------------
+@converter("Prod", "ReduceProd")
+def _prod(em: Emitter, node: Node, out: str) -> None:
+    axes = node.args[1] if len(node.args) > 1 else node.kwargs.get("axis")
+    keep = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdims", False)
+    if axes is not None and len(axes) == 0:
+        em.node("Identity", [em.name(node.args[0])], out)
+        return
+    _axes(em, "ReduceProd", [em.name(node.args[0])], axes, keep, out)
+
+
+def _index(em: Emitter, index: Value) -> str:
+    """An index tensor as int64 (GatherElements/ScatterElements take int32 or int64)."""
+    name = em.name(index)
+    if index.dtype in (np.dtype(np.int64), np.dtype(np.int32)):
+        return name
+    return em.node("Cast", [name], to=7)  # TensorProto.INT64
+
+
+@converter("Gather", "GatherElements")
+def _gather_elements(em: Emitter, node: Node, out: str) -> None:
+    a, index, axis = node.args[:3]
+    idx = _index(em, index)
+    # an index made inside forward with the batch size (zeros(x.shape[0], 1)) was folded to one broadcasting row
+    # (see trace.reconcile); GatherElements does not broadcast, so it is expanded to the data's batch size again
+    short = [d for d in node.output.dynamic if index.shape[d] != node.output.shape[d]]
+    if short:
+        if any(d not in a.dynamic for d in short):
+            raise fail(node, "the index follows the batch size but the data does not; export with "
+                             "dynamic_batch=False")
+        sizes = em.node("Shape", [em.name(a)])
+        parts = [em.node("Gather", [sizes, em.ints([d], "axis")], axis=0) if d in short
+                 else em.ints([n], "size") for d, n in enumerate(index.shape)]
+        idx = em.node("Expand", [idx, em.node("Concat", parts, axis=0)])
+    em.node("GatherElements", [em.name(a), idx], out, axis=int(axis))
+
+
+_SCATTER = {None: "none", "sum": "add", "prod": "mul", "amax": "max", "amin": "min"}
+
+
+@converter("Scatter", "ScatterElements (reductions add/mul from opset 16, max/min from 18; include_self=False: a "
+                      "first ScatterElements writes the identity; mean: sum / count, floats only)")
+def _scatter_elements(em: Emitter, node: Node, out: str) -> None:
+    a, index, src, axis = node.args[:4]
+    reduce = node.args[4] if len(node.args) > 4 else node.kwargs.get("reduce")
+    include_self = node.args[5] if len(node.args) > 5 else node.kwargs.get("include_self", True)
+    axis, dtype = int(axis), node.output.dtype
+    if reduce in ("amax", "amin") and em.opset < 18:
+        raise fail(node, f"scatter_reduce {reduce!r} needs ONNX opset 18 (ScatterElements reduction max/min); "
+                         f"export with opset=18 or later")
+    if reduce is not None and em.opset < 16:
+        raise fail(node, f"scatter_reduce {reduce!r} needs ONNX opset 16 (ScatterElements reduction); export with "
+                         f"opset=16 or later")
+    if reduce == "mean" and dtype.kind != "f":
+        raise fail(node, "scatter_reduce 'mean' of integers rounds down (floor division), which ONNX cannot "
+                         "express; cast to float first")
+    if reduce not in _SCATTER and reduce != "mean":
+        raise fail(node, f"scatter reduction {reduce!r} has no ONNX mapping")
+    idx = _index(em, index)
+    updates = operand(em, node, src)
+    if isinstance(src, Value) and any(s > n for s, n in zip(src.shape, index.shape)):  # only src's corner is used
+        ends = [INT64_MAX if (axis_ in index.dynamic and axis_ in src.dynamic) else n
+                for axis_, n in enumerate(index.shape)]
+        updates = em.node("Slice", [updates, em.ints([0] * len(ends), "starts"), em.ints(ends, "ends")])
+    if isinstance(src, Value) and any(s < n for s, n in zip(src.shape, index.shape)):
+        # a src made inside forward with the batch size (scatter(..., value=v)) was folded to one broadcasting row
+        # (see trace.reconcile); ScatterElements wants updates of the index's shape
+        updates = em.node("Expand", [updates, em.node("Shape", [idx])])
+    data = em.name(a)
+    if reduce is None:
+        em.node("ScatterElements", [data, idx, updates], out, axis=axis)  # (no reduction attribute before 16)
+        return
+
+    def filled(value: Any) -> str:
+        """A tensor of the index's shape holding ``value`` (dynamic batch: Expand to Shape(index))."""
+        return em.node("Expand", [em.const(np.asarray(value, dtype=dtype), "scatter_fill"),
+                                  em.node("Shape", [idx])])
+
+    if not include_self:  # the written positions first take the reduction's identity, so a's value drops out
+        if reduce in ("sum", "mean"):
+            identity: Any = 0
+        elif reduce == "prod":
+            identity = 1
+        else:
+            info = np.finfo(dtype) if dtype.kind == "f" else np.iinfo(dtype)
+            identity = (-np.inf if reduce == "amax" else np.inf) if dtype.kind == "f" else (
+                info.min if reduce == "amax" else info.max)
+        data = em.node("ScatterElements", [data, idx, filled(identity)], axis=axis)
+    if reduce != "mean":
+        em.node("ScatterElements", [data, idx, updates], out, axis=axis, reduction=_SCATTER[reduce])
+        return
+    # mean: the sum divided by how many values met at each position (a's own value counts with include_self)
+    total = em.node("ScatterElements", [data, idx, updates], axis=axis, reduction="add")
+    ones = em.node("Expand", [_scalar(em, node, 1.0), em.node("Shape", [em.name(a)])])
+    base = ones if include_self else em.node("Sub", [ones, ones])
+    count = em.node("ScatterElements", [base, idx, filled(1.0)], axis=axis, reduction="add")
+    touched = em.node("Greater", [count, _scalar(em, node, 0.0)])
+    safe = em.node("Max", [count, _scalar(em, node, 1.0)])
+    em.node("Where", [touched, em.node("Div", [total, safe]), em.name(a)], out)
+
+
+# -- attention and col2im -------------------------------------------------------------------------------------------
+def _attention_dropout(node: Node) -> None:
+    if node.kwargs.get("keep") is not None:
+        raise fail(node, "attention dropout is active (dropout_p > 0): pass dropout_p=0.0 at inference (e.g. "
+                         "dropout_p=self.p if self.training else 0.0); a random mask cannot be exported")
+
+
+@converter("ScaledDotProductAttention", "Transpose, MatMul, Mul (scale), Add (the mask, a constant), Softmax, "
+                                        "MatMul (+ Mul by a row mask where a query has every key masked)")
+def _attention(em: Emitter, node: Node, out: str) -> None:
+    q, k, v = node.args[:3]
+    bias = node.args[3] if len(node.args) > 3 else node.kwargs.get("bias")
+    _attention_dropout(node)
+    scale = float(node.kwargs.get("scale", 1.0))
+    rank = len(k.shape)
+    kt = em.node("Transpose", [em.name(k)], perm=list(range(rank - 2)) + [rank - 1, rank - 2])
+    scores = em.node("Mul", [em.node("MatMul", [em.name(q), kt]), _scalar(em, node, scale)])
+    rows = None  # the eager op gives a query whose keys are all masked out weights 0, where Softmax gives NaN
+    if isinstance(bias, Value) and bias.kind == "const" and bias.array is not None and bias.array.ndim:
+        dead = np.isneginf(bias.array).all(axis=-1, keepdims=True)
+        if dead.any():  # such rows get bias 0 (a finite softmax) and are zeroed after it: no NaN on the way
+            scores = em.node("Add", [scores, em.const(np.where(dead, 0, bias.array).astype(node.output.dtype),
+                                                      "attn_bias")])
+            rows = em.const((~dead).astype(node.output.dtype), "attn_rows")
+        else:
+            scores = em.node("Add", [scores, em.name(bias)])
+    elif bias is not None:
+        scores = em.node("Add", [scores, operand(em, node, bias)])
+    weights = em.node("Softmax", [scores], axis=-1)
+    if rows is not None:
+        weights = em.node("Mul", [weights, rows])
+    elif isinstance(bias, Value) and bias.kind != "const":  # a mask computed in the graph: guard at run time
+        weights = em.node("Where", [em.node("IsNaN", [weights]), _scalar(em, node, 0.0), weights])
+    em.node("MatMul", [weights, em.name(v)], out)
+
+
+# Checks run before two traces are compared, for arguments that legitimately differ between them but cannot be
+# exported (a random dropout mask): the user gets the reason, not "the trace depends on the data".
+PRECHECKS: dict[str, Callable[[Node], None]] = {"ScaledDotProductAttention": _attention_dropout}
+
+
+@converter("Fold", "Col2Im (opset 18+)")
+def _fold(em: Emitter, node: Node, out: str) -> None:
+    cols = node.args[0]
+    output_size, kernel, stride, padding, dilation = node.args[1:6]
+    if em.opset < 18:
+        raise fail(node, f"fold maps to ONNX Col2Im, which needs opset 18 (the export asked for {em.opset})")
+    em.node("Col2Im", [em.name(cols), em.ints(list(output_size), "image_shape"), em.ints(list(kernel), "block_shape")],
+            out, dilations=list(dilation), pads=[padding[0], padding[1], padding[0], padding[1]],
+            strides=list(stride))
 
 
 def mapping_table() -> str:

@@ -250,6 +250,8 @@ def reconcile(a: Trace, b: Trace) -> None:
     Raises ExportError at the first op that differs. A constant made inside forward with a batch-sized shape but
     identical rows (``zeros(x.shape[0], hidden)``) becomes a size-1 constant that broadcasts.
     """
+    from .mapping import PRECHECKS  # noqa: PLC0415 - mapping imports this module
+
     pairs: dict[int, Value] = {}
     for va, vb in zip(a.inputs, b.inputs):
         pairs[id(va)] = vb
@@ -261,6 +263,8 @@ def reconcile(a: Trace, b: Trace) -> None:
             if SHAPE_ARGUMENTS.get(na.op) == position:
                 continue
             _same_argument(xa, xb, na, position, pairs)
+        if na.op in PRECHECKS:
+            PRECHECKS[na.op](na)  # an argument that cannot be exported at all: say why before comparing traces
         if {k: _plain(v) for k, v in na.kwargs.items()} != {k: _plain(v) for k, v in nb.kwargs.items()}:
             raise ExportError(f"{na.op} was called with {na.kwargs} in one trace and {nb.kwargs} in another: its "
                               "arguments depend on the input values or the batch size", na.op, na.module,

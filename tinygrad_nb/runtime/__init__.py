@@ -31,6 +31,9 @@ CLAIMED_OPS: tuple[str, ...] = (
     "Mul", "Neg", "Or", "Pad", "Pow", "Reciprocal", "ReduceMax", "ReduceMean", "ReduceMin", "ReduceProd",
     "ReduceSum", "Relu", "Reshape", "Round", "Shape", "Sigmoid", "Sign", "Sin", "Size", "Slice", "Softmax", "Split",
     "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "Transpose", "Unsqueeze", "Where", "Xor",
+    # what the exporter emits for issue 21's primitives (trigonometric, gather/scatter, fold)
+    "Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "Col2Im", "Cosh", "GatherElements", "ScatterElements", "Sinh",
+    "Softplus", "Tan",
 )
 
 

@@ -343,6 +343,11 @@ _UNARY: dict[str, Any] = {"Neg": np.negative, "Exp": np.exp, "Log": np.log, "Sqr
                           "Cos": np.cos}
 
 
+# the trigonometric and hyperbolic ops the exporter emits for ops.Tan, ops.Asin, ... (issue 21's primitives)
+_UNARY.update({"Tan": np.tan, "Asin": np.arcsin, "Acos": np.arccos, "Atan": np.arctan, "Sinh": np.sinh,
+               "Cosh": np.cosh, "Asinh": np.arcsinh, "Acosh": np.arccosh, "Atanh": np.arctanh})
+
+
 @kernel(*_UNARY)
 class Unary(Kernel):
     """Elementwise ufuncs with ``out=``."""
@@ -1514,3 +1519,140 @@ class LayerNormalization(Kernel):
             if bias is not None:
                 np.add(o, bias, out=o)
         return layer_norm
+
+
+# -- the ops the exporter emits for issue 21's primitives ------------------------------------------------------------
+@kernel("Softplus")
+class Softplus(Kernel):
+    """log(1 + e^x) without overflow: numpy's logaddexp(0, x), as the eager op."""
+
+    allocates = False
+    inplace = True
+
+    def ref(self, inputs: list[Any]) -> list[np.ndarray]:
+        a = inputs[0]
+        return [np.asarray(np.logaddexp(np.zeros((), a.dtype), a))]
+
+    def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: list[np.ndarray]) -> Step:
+        (a,), (o,) = inputs, outputs
+        zero = np.zeros((), a.dtype)
+        return lambda: np.logaddexp(zero, a, out=o)
+
+
+@kernel("Mod")
+class Mod(Kernel):
+    """Remainder: ``fmod=1`` C's fmod (the sign of a), ``fmod=0`` Python's % (the sign of b; integers only)."""
+
+    allocates = False
+
+    def setup(self) -> None:
+        self.fn = np.fmod if self.attrs.get("fmod", 0) else np.mod
+
+    def check(self, a: np.ndarray, b: np.ndarray) -> None:
+        if self.fn is np.mod and (a.dtype.kind == "f" or b.dtype.kind == "f"):
+            raise self.fail("fmod=0 is only defined for integer types (ONNX requires fmod=1 for floats)")
+        if a.dtype.kind in "iu" and bool((np.asarray(b) == 0).any()):
+            raise self.fail("integer division by zero")
+
+    def ref(self, inputs: list[Any]) -> list[np.ndarray]:
+        a, b = inputs
+        self.check(a, b)
+        return [np.asarray(self.fn(a, b)).astype(a.dtype, copy=False)]
+
+    def bind(self, inputs: list[Any], outputs: list[np.ndarray], scratch: list[np.ndarray]) -> Step:
+        (a, b), (o,) = inputs, outputs
+        if a.dtype != b.dtype or o.dtype != a.dtype:
+            return super().bind(inputs, outputs, scratch)
+        fn, check = self.fn, self.check
+        integer = a.dtype.kind in "iu"
+
+        def mod() -> None:
+            if integer:
+                check(a, b)
+            fn(a, b, out=o)
+        return mod
+
+
+def _element_index(kernel_: Kernel, data: np.ndarray, idx: np.ndarray, axis: int) -> tuple[Any, ...]:
+    """The fancy index that addresses, for each position p of ``idx``, p with its ``axis`` coordinate replaced by
+    ``idx[p]`` (negative indices count from the end); IndexError naming the node when one is out of range."""
+    n = data.shape[axis]
+    if idx.size and (idx.max() >= n or idx.min() < -n):
+        bad = int(idx.max()) if idx.max() >= n else int(idx.min())
+        raise IndexError(f"{kernel_.op_type} (node {kernel_.name!r}): index {bad} is out of range for axis {axis} of "
+                         f"size {n} (data shape {data.shape})")
+    if any(m > d for i, (m, d) in enumerate(zip(idx.shape, data.shape)) if i != axis):
+        raise kernel_.fail(f"indices {idx.shape} are larger than data {data.shape} outside axis {axis}")
+    rank = idx.ndim
+    return tuple(np.where(idx < 0, idx + n, idx) if d == axis
+                 else np.arange(size).reshape((-1,) + (1,) * (rank - d - 1)) for d, size in enumerate(idx.shape))
+
+
+@kernel("GatherElements")
+class GatherElements(Kernel):
+    """out[p] = data[p with its ``axis`` coordinate replaced by indices[p]] (torch.gather)."""
+
+    def ref(self, inputs: list[Any]) -> list[np.ndarray]:
+        data, idx = inputs
+        axis = int(self.attrs.get("axis", 0)) % max(data.ndim, 1)
+        return [np.ascontiguousarray(data[_element_index(self, data, np.asarray(idx), axis)])]
+
+
+@kernel("ScatterElements")
+class ScatterElements(Kernel):
+    """A copy of data with updates[p] written (or combined: add, mul, max, min; repeated indices all count) at p
+    with its ``axis`` coordinate replaced by indices[p] (torch.scatter / scatter_reduce)."""
+
+    _AT = {"add": np.add, "mul": np.multiply, "max": np.maximum, "min": np.minimum}
+
+    def setup(self) -> None:
+        reduction = self.attrs.get("reduction", b"none")
+        self.reduction = reduction.decode() if isinstance(reduction, bytes) else reduction
+        if self.reduction != "none" and self.reduction not in self._AT:
+            raise self.fail(f"reduction {self.reduction!r} is not supported")
+
+    def ref(self, inputs: list[Any]) -> list[np.ndarray]:
+        data, idx, updates = inputs
+        axis = int(self.attrs.get("axis", 0)) % max(data.ndim, 1)
+        where = _element_index(self, data, np.asarray(idx), axis)
+        out = np.array(data, copy=True)
+        if self.reduction == "none":
+            out[where] = updates
+        else:
+            self._AT[self.reduction].at(out, where, updates)
+        return [out]
+
+
+@kernel("Col2Im")
+class Col2Im(Kernel):
+    """(N, C*prod(block), L) columns summed back into (N, C, *image_shape) (torch.nn.functional.fold): one strided
+    add per kernel offset, in the eager op's order."""
+
+    shape_inputs = (1, 2)
+
+    def ref(self, inputs: list[Any]) -> list[np.ndarray]:
+        cols = inputs[0]
+        image = [int(s) for s in np.asarray(inputs[1]).reshape(-1)]
+        block = [int(s) for s in np.asarray(inputs[2]).reshape(-1)]
+        nd = len(image)
+        dilations = list(self.attrs.get("dilations", [1] * nd))
+        strides = list(self.attrs.get("strides", [1] * nd))
+        pads = list(self.attrs.get("pads", [0] * (2 * nd)))
+        n, ckk, length = cols.shape
+        size = int(np.prod(block))
+        padded = [image[i] + pads[i] + pads[i + nd] for i in range(nd)]
+        blocks = [(padded[i] - dilations[i] * (block[i] - 1) - 1) // strides[i] + 1 for i in range(nd)]
+        if ckk % size or int(np.prod(blocks)) != length or min(blocks) <= 0:
+            raise self.fail(f"input of shape {cols.shape} does not fit image_shape {image} with block_shape {block}: "
+                            f"expected (N, C*{size}, {int(np.prod([max(b, 0) for b in blocks]))})")
+        channels = ckk // size
+        out = np.zeros((n, channels, *padded), dtype=cols.dtype)
+        windows = cols.reshape(n, channels, *block, *blocks)
+        every = (slice(None), slice(None))
+        for offset in np.ndindex(*block):
+            target = every + tuple(slice(offset[i] * dilations[i],
+                                         offset[i] * dilations[i] + strides[i] * (blocks[i] - 1) + 1, strides[i])
+                                   for i in range(nd))
+            out[target] += windows[every + offset]
+        interior = every + tuple(slice(pads[i], pads[i] + image[i]) for i in range(nd))
+        return [np.ascontiguousarray(out[interior])]
