@@ -15,6 +15,8 @@ SUBCOMMANDS = {
     "runs": ("tinygrad_nb.track.cli", "list, show and compare tracked runs"),
     "export": ("tinygrad_nb.export.cli", "export a checkpoint to a validated ONNX file"),
     "predict": ("tinygrad_nb.runtime.cli", "run every row of a CSV file through an ONNX model"),
+    "serve": ("tinygrad_nb.serve.cli", "serve an ONNX model over HTTP under memory and latency limits"),
+    "sweep": ("tinygrad_nb.sweep.cli", "run a grid or search of training trials from a TOML file (local or Ray)"),
 }
 
 

@@ -1,0 +1,384 @@
+"""The batcher: one thread owns the session and runs what is queued as one model call.
+
+Requests arrive on the event loop, already decoded and checked (:mod:`.codec`), as ``Item``s of ``n`` samples.
+
+* **Opportunistic** (``max_wait_s = 0``, the default): when the model is free the thread takes what is queued, up to
+  ``max_batch`` *samples* (not requests), and runs it at once; an idle server never waits. While a batch runs, new
+  requests queue and form the next batch, so batches grow exactly when load does.
+* **Fixed wait** (``max_wait_s > 0``): the thread waits up to ``max_wait_s`` after the oldest queued request for the
+  batch to fill (trading idle latency for larger batches).
+* **Admission** (:meth:`Batcher.submit`): a request is refused with 503 when the queue holds ``max_queue_samples``
+  samples, or when the estimated time to finish it (what runs now, the queue ahead of it in full batches, its own
+  batch) would pass its deadline. The estimate ``t(n) = a + b n`` comes from recent batches (:class:`BatchTimer`).
+  Just before a batch runs, items whose deadline the batch would miss are refused too, so the server answers 503
+  early instead of 200 late.
+  An idle server admits one request per ``probe_interval_s`` (1 s) even so, to measure the model again.
+* **Call sizes**: a batch of k samples runs as the calls that the costs measured at startup say are fastest
+  (:func:`plan_chunks`): usually one call, sometimes several smaller ones.
+* **Isolation**: inputs were checked on arrival, but a model can still fail on values (an index out of range). When
+  a batch fails, its items run one by one and only the failing ones get an error (422).
+
+Results go back to the event loop with one ``call_soon_threadsafe`` per batch.
+"""
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from .codec import RequestError
+from .metrics import Metrics
+
+log = logging.getLogger("tinygrad_nb.serve")
+
+
+class BatchTimer:
+    """Seconds per model call as ``a + b * samples``, by exponentially weighted least squares over recent batches
+    (each new batch weighs ``1 - decay``; O(1) per update). With one batch size seen so far the estimate scales the
+    mean time with the size above it (conservative: it ignores the fixed cost that batching amortises)."""
+
+    def __init__(self, decay: float = 0.95):
+        self.decay = decay
+        self.w = self.n = self.t = self.nn = self.nt = 0.0
+
+    def add(self, samples: int, seconds: float) -> None:
+        d = self.decay
+        self.w = d * self.w + 1.0
+        self.n = d * self.n + samples
+        self.t = d * self.t + seconds
+        self.nn = d * self.nn + samples * samples
+        self.nt = d * self.nt + samples * seconds
+
+    def estimate(self, samples: int) -> float:
+        if not self.w or samples <= 0:
+            return 0.0
+        mean_n, mean_t = self.n / self.w, self.t / self.w
+        var = self.nn / self.w - mean_n * mean_n
+        if var < 0.25:  # (nearly) one size seen: no slope to fit
+            return mean_t * max(1.0, samples / mean_n)
+        b = max((self.nt / self.w - mean_n * mean_t) / var, 0.0)
+        a = max(mean_t - b * mean_n, 0.0)
+        return a + b * samples
+
+
+def plan_chunks(cost: list[float], margin: float = 0.9) -> list[tuple[int, ...]]:
+    """For every batch of k samples, the sizes of the calls that run it fastest, from ``cost[n]`` (seconds of one
+    call of n samples; ``cost[0]`` unused). Batching is not always cheaper per sample: BLAS's matrix-matrix kernels
+    pack the weights on every call, so on some CPUs a batch of 8 through a 784-1024-1024 MLP costs more than 8
+    calls of one sample (matrix-vector). Dynamic programming over ``best[k] = min_n cost[n] + best[k - n]``; a batch is
+    split only when the split is estimated at least ``1 - margin`` faster than one call (measurement noise)."""
+    top = len(cost) - 1
+    best = [0.0] * (top + 1)
+    first = [0] * (top + 1)
+    for k in range(1, top + 1):
+        best[k], first[k] = min((cost[n] + best[k - n], n) for n in range(1, k + 1))
+    chunks: list[tuple[int, ...]] = [()]
+    for k in range(1, top + 1):
+        if best[k] >= margin * cost[k]:
+            chunks.append((k,))
+            continue
+        sizes, left = [], k
+        while left:
+            sizes.append(first[left])
+            left -= first[left]
+        chunks.append(tuple(sorted(sizes, reverse=True)))
+    return chunks
+
+
+class Item:
+    """One request waiting for the model."""
+
+    __slots__ = ("arrays", "n", "arrival", "deadline", "future", "loop", "key", "started", "probe")
+
+    def __init__(self, arrays: list[np.ndarray], n: int, arrival: float, deadline: float,
+                 future: asyncio.Future, loop: asyncio.AbstractEventLoop):
+        self.arrays, self.n, self.arrival, self.deadline = arrays, n, arrival, deadline
+        self.future, self.loop = future, loop
+        self.key = tuple(a.shape[1:] for a in arrays)  # only items of one trailing shape can share a batch
+        self.started = 0.0
+        self.probe = False  # admitted to measure the model again (see Batcher.submit)
+
+
+def _settle(pairs: list[tuple[asyncio.Future, Any, bool]]) -> None:
+    for future, value, failed in pairs:
+        if not future.done():  # (a client that went away cancelled its future)
+            if failed:
+                future.set_exception(value)
+            else:
+                future.set_result(value)
+
+
+class Batcher:
+    def __init__(self, session: Any, *, max_batch: int, max_wait_s: float, max_queue_samples: int,
+                 metrics: Metrics, timer: BatchTimer, on_batch: Callable[[dict[str, Any]], Any] | None = None,
+                 clock: Callable[[], float] = time.perf_counter):
+        self.session, self.max_batch, self.max_wait_s = session, max_batch, max_wait_s
+        self.max_queue_samples, self.metrics, self.timer, self.on_batch = max_queue_samples, metrics, timer, on_batch
+        self.clock = clock
+        self.names = list(session.output_names)
+        self.single = len(session.inputs) == 1
+        # one staging buffer per input for the max batch (inputs whose non-batch dims are fixed), so collating a
+        # batch allocates nothing; planned with the session's arenas (see Server's memory accounting)
+        self.staging = [np.empty((max_batch, *s.shape[1:]), s.dtype) if all(isinstance(d, int) for d in s.shape[1:])
+                        else None for s in session.inputs]
+        # chunks[k]: the call sizes that run k samples fastest (see plan_chunks); None: always one call
+        self.chunks: list[tuple[int, ...]] | None = None
+        self.out_staging: list[np.ndarray] | None = None
+        self.queue: collections.deque[Item] = collections.deque()
+        self.queued_samples = 0
+        self.cond = threading.Condition()
+        self.running_since = 0.0  # start of the batch now running (0.0: idle)
+        self.running_estimate = 0.0
+        self.stopping = False
+        # an idle server admits one request per probe interval whatever the estimate says, so an estimate made
+        # while the model was slow (a noisy neighbour, a cold cache) is measured again instead of refusing forever
+        self.probe_interval_s = 1.0
+        self.last_batch_end = 0.0
+        self.thread: threading.Thread | None = None
+        self.batches = 0
+
+    # -- the event loop's side ------------------------------------------------------------------------------------
+    def submit(self, item: Item) -> None:
+        """Queue ``item`` or refuse it (RequestError 503 with Retry-After) when it cannot finish by its deadline."""
+        with self.cond:
+            if self.stopping:
+                raise RequestError(503, "the server is shutting down", "queue_full", retry_after=1)
+            backlog = self.queued_samples + item.n
+            if backlog > self.max_queue_samples:
+                raise RequestError(503, f"the queue is full ({self.queued_samples} samples waiting, at most "
+                                        f"{self.max_queue_samples})", "queue_full",
+                                   retry_after=_retry_after(self._backlog_seconds(backlog, item.arrival)))
+            wait = self._backlog_seconds(backlog, item.arrival)
+            idle = not self.queue and not self.running_since
+            probe = idle and item.arrival - self.last_batch_end >= self.probe_interval_s
+            if item.arrival + wait > item.deadline and not probe:
+                raise RequestError(503, f"cannot answer within the deadline: about {wait * 1e3:.1f} ms of work is "
+                                        f"ahead of this request and its deadline is "
+                                        f"{(item.deadline - item.arrival) * 1e3:.1f} ms away", "deadline",
+                                   retry_after=_retry_after(wait))
+            item.probe = probe
+            self.queue.append(item)
+            self.queued_samples = backlog
+            self._wake(item)
+
+    def _wake(self, item: Item) -> None:
+        """Tell the runner that ``item`` was queued (the lock is held)."""
+        if len(self.queue) == 1 or self.queued_samples >= self.max_batch:
+            self.cond.notify()
+
+    def _backlog_seconds(self, samples: int, now: float) -> float:
+        """Estimated seconds until ``samples`` queued samples are answered: the batch running now, then full
+        batches, then the rest (plus the fixed wait, when there is one)."""
+        est = self.timer.estimate
+        left = max(self.running_estimate - (now - self.running_since), 0.0) if self.running_since else 0.0
+        full, rest = divmod(samples, self.max_batch)
+        return left + full * est(self.max_batch) + (est(rest) if rest else 0.0) + self.max_wait_s
+
+    # -- the thread ------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.thread = threading.Thread(target=self._loop, name="tinygrad_nb-serve-batcher", daemon=True)
+        self.thread.start()
+
+    def stop(self, timeout: float | None = None) -> None:
+        """Finish what is queued, then end the thread."""
+        with self.cond:
+            self.stopping = True
+            self.cond.notify()
+        if self.thread is not None:
+            self.thread.join(timeout)
+
+    def _take(self) -> list[Item] | None:
+        with self.cond:
+            while not self.queue:
+                if self.stopping:
+                    return None
+                self.cond.wait()
+            if self.max_wait_s > 0:
+                until = self.queue[0].arrival + self.max_wait_s
+                while self.queued_samples < self.max_batch and not self.stopping:
+                    left = until - self.clock()
+                    if left <= 0:
+                        break
+                    self.cond.wait(left)
+            return self._select()
+
+    def _select(self) -> list[Item]:
+        """Pop the next batch: queued items in order, of one trailing shape, up to max_batch samples."""
+        queue, first = self.queue, self.queue[0]
+        batch, total = [], 0
+        while queue and total + queue[0].n <= self.max_batch and queue[0].key == first.key:
+            item = queue.popleft()
+            batch.append(item)
+            total += item.n
+        self.queued_samples -= total
+        self.running_since = self.clock()
+        self.running_estimate = self.timer.estimate(total)
+        return batch
+
+    def _loop(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            try:
+                self._run(batch)
+            except Exception as e:  # noqa: BLE001 - never let the thread die with requests waiting on it
+                log.exception("serve: batch failed")
+                self._answer([(item, RequestError(500, f"internal error: {e}", "model_error"), True)
+                              for item in batch])
+            finally:
+                self.running_since = 0.0
+                self.last_batch_end = self.clock()
+
+    def _run(self, batch: list[Item]) -> None:
+        now = self.clock()
+        total = sum(item.n for item in batch)
+        estimate = self.timer.estimate(total)
+        late = [item for item in batch if now + estimate > item.deadline and not item.probe]
+        answers: list[tuple[Item, Any, bool]] = []
+        if late:  # refuse now what this batch would finish after its deadline
+            batch = [item for item in batch if now + estimate <= item.deadline or item.probe]
+            total = sum(item.n for item in batch)
+            answers += [(item, RequestError(503, f"cannot answer within the deadline: the request waited "
+                                                 f"{(now - item.arrival) * 1e3:.1f} ms and its batch would take about "
+                                                 f"{estimate * 1e3:.1f} ms more", "deadline",
+                                            retry_after=_retry_after(estimate)), True) for item in late]
+        if batch:
+            metrics = self.metrics
+            for item in batch:
+                item.started = now
+                metrics.queue_wait.observe(now - item.arrival)
+            start = self.clock()
+            answers += self._call(batch, total)
+            seconds = self.clock() - start
+            self.timer.add(total, seconds)
+            self.batches += 1
+            metrics.batch_size.observe(total)
+            metrics.batch_seconds.observe(seconds)
+            if self.on_batch:
+                try:
+                    self.on_batch({"samples": total, "requests": len(batch), "seconds": seconds})
+                except Exception:  # noqa: BLE001 - a monitoring hook must not break serving
+                    log.exception("serve: the on_batch hook raised")
+        self._answer(answers)
+
+    def _call(self, batch: list[Item], total: int) -> list[tuple[Item, Any, bool]]:
+        """Run the batch as one model call; on failure, each item alone (so only a bad item fails)."""
+        if len(batch) == 1:
+            inputs = batch[0].arrays
+        else:
+            inputs = []
+            for i, buffer in enumerate(self.staging):
+                parts = [item.arrays[i] for item in batch]
+                if buffer is not None:
+                    inputs.append(np.concatenate(parts, out=buffer[:total]))
+                else:
+                    inputs.append(np.concatenate(parts))
+        chunks = self.chunks[total] if self.chunks is not None else None
+        try:
+            if chunks is None or len(chunks) == 1:
+                outputs = list(self.session.run(inputs[0] if self.single else inputs, copy=False).values())
+            else:
+                outputs = self._run_chunks(inputs, chunks, total)
+        except Exception as e:  # noqa: BLE001 - find the item(s) the model fails on
+            if len(batch) == 1:
+                return [(batch[0], RequestError(422, f"the model failed on this request's values: {e}",
+                                                "model_error"), True)]
+            return [answer for item in batch for answer in self._call([item], item.n)]
+        answers, start = [], 0
+        for item in batch:
+            stop = start + item.n
+            answers.append((item, {name: out[start:stop].copy() for name, out in zip(self.names, outputs)}, False))
+            start = stop
+        return answers
+
+    def _run_chunks(self, inputs: list[np.ndarray], chunks: tuple[int, ...], total: int) -> list[np.ndarray]:
+        """Run ``total`` samples as several calls of the cheaper sizes, gathering the outputs in a staging buffer
+        per output (allocated once, for the max batch)."""
+        start = 0
+        for size in chunks:
+            stop = start + size
+            part = [x[start:stop] for x in inputs]
+            outs = list(self.session.run(part[0] if self.single else part, copy=False).values())
+            if self.out_staging is None:
+                self.out_staging = [np.empty((self.max_batch, *o.shape[1:]), o.dtype) for o in outs]
+            for buffer, o in zip(self.out_staging, outs):
+                buffer[start:stop] = o
+            start = stop
+        return [buffer[:total] for buffer in self.out_staging]
+
+    def _answer(self, answers: list[tuple[Item, Any, bool]]) -> None:
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any, bool]]] = {}
+        for item, value, failed in answers:
+            by_loop.setdefault(item.loop, []).append((item.future, value, failed))
+        for loop, pairs in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_settle, pairs)
+            except RuntimeError:  # the loop closed (server stopped hard): nobody is waiting
+                pass
+
+
+def _retry_after(seconds: float) -> int:
+    """Retry-After is whole seconds: at least 1."""
+    return max(1, int(seconds + 0.999))
+
+
+class LoopBatcher(Batcher):
+    """The same batching on the event loop's own thread: no thread hop (no lock handoff, no wake-up of another
+    thread, no ``call_soon_threadsafe``), at the price of HTTP parsing and the model not overlapping.
+
+    A queued request schedules one drain with ``call_soon``, which runs after the callbacks already ready: every
+    request that arrived while the last batch ran is parsed and queued first, then runs in the next batch. An idle
+    server so pays two loop iterations; a busy one batches what arrived during the previous call. A fixed wait
+    schedules the drain ``max_wait_s`` after the oldest request (or at once when a full batch is queued)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.handle: asyncio.Handle | asyncio.TimerHandle | None = None
+        self.timed = False  # the handle is a fixed wait's timer (uvloop's handles are not asyncio's classes)
+
+    def _wake(self, item: Item) -> None:
+        full = self.queued_samples >= self.max_batch
+        if self.handle is not None and not (full and self.timed):
+            return
+        if self.handle is not None:
+            self.handle.cancel()
+        self._schedule(item.loop)
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop) -> None:
+        full = self.queued_samples >= self.max_batch
+        delay = 0.0 if full or self.max_wait_s <= 0 else self.queue[0].arrival + self.max_wait_s - self.clock()
+        self.timed = delay > 0
+        self.handle = loop.call_later(delay, self._drain) if self.timed else loop.call_soon(self._drain)
+
+    def _drain(self) -> None:
+        self.handle = None
+        if not self.queue:
+            return
+        loop = self.queue[0].loop
+        batch = self._select()
+        try:
+            self._run(batch)
+        except Exception as e:  # noqa: BLE001 - answer every waiting request whatever happened
+            log.exception("serve: batch failed")
+            self._answer([(item, RequestError(500, f"internal error: {e}", "model_error"), True) for item in batch])
+        finally:
+            self.running_since = 0.0
+            self.last_batch_end = self.clock()
+        if self.queue and self.handle is None:  # what arrived meanwhile: after the loop has read the sockets
+            self._schedule(loop)
+
+    def _answer(self, answers: list[tuple[Item, Any, bool]]) -> None:
+        _settle([(item.future, value, failed) for item, value, failed in answers])
+
+    def start(self) -> None:
+        pass
+
+    def stop(self, timeout: float | None = None) -> None:
+        self.stopping = True  # (nothing is queued: uvicorn answered every request before the lifespan ends)
