@@ -236,7 +236,7 @@ def test_esm_is_small_and_self_contained() -> None:
     assert files
     for path in files:
         text = path.read_text()
-        assert len(text.encode()) <= 20 * 1024, (path.name, len(text))
+        assert len(text.encode()) <= 40 * 1024, (path.name, len(text))  # issue 18 raised it from 20 KB
         assert not re.search(r"^\s*import\s", text, re.MULTILINE) and "http" not in text  # no CDN imports
     assert "export default" in ESM
 
@@ -247,7 +247,8 @@ def test_esm_store_appends_in_order_and_asks_for_gaps(tmp_path: Path) -> None:
     script = """
 import factory from "./widgets.mjs";
 const sent = [], handlers = [];
-const model = { on: (name, fn) => handlers.push(fn), send: (msg) => sent.push(msg) };
+const model = { on: (name, fn) => { if (name === "msg:custom") handlers.push(fn); }, send: (msg) => sent.push(msg),
+                get: (name) => (name === "kind" ? "loss" : "") };
 const widget = factory();
 widget.initialize({ model });
 const rows = (values) => new Float32Array(values).buffer;
@@ -525,7 +526,8 @@ def test_headless_notebook_saves_small_static_outputs(tmp_path: Path) -> None:
           f"growth {growth} B for 4 figures")
     assert small_size + per_model[views[0]] <= 12_000 and large_size + per_model[views[1]] <= 12_000
     assert abs(large_size - small_size) <= 4_000  # does not grow with the number of steps
-    assert long_size + sum(per_model.values()) <= 3 * 12_000  # three widgets in one figure
+    # three widgets in one figure, 1000 px wide with 12-13 px text (issue 18: readable, every panel)
+    assert long_size + sum(per_model.values()) <= 3 * 15_000
     assert growth <= 2 * 12_000 + 2 * 3 * 12_000
 
     # the saved outputs are what a fresh run produces again (nbval sees the live display's text/plain, skips PNGs)

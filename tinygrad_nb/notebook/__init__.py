@@ -18,8 +18,11 @@ from .widgets import (
            LiveWidget,
            LossCurve,
            NaNTracer,
+           ProfileTimeline,
+           RunComparison,
            in_notebook,
 )
+from .tables import Table
 
 __all__ = ["ActivationInspector", "Dashboard", "GradHistograms", "History", "LiveSink", "LiveWidget", "LossCurve",
-           "NaNTracer", "RecordingComm", "TextProgress", "evaluate", "fit", "flush_all", "in_notebook", "live"]
+           "NaNTracer", "ProfileTimeline", "RecordingComm", "RunComparison", "Table", "TextProgress", "evaluate", "fit", "flush_all", "in_notebook", "live"]

@@ -10,14 +10,16 @@ The widget shows
 * a "check out" button that restores the namespace to after the picked commit, as ``%tg_checkout`` does, and redraws
   (a commit that is not trusted or is damaged is refused, with the reason in the status line).
 
-It is made of ipywidgets' own controls (no JavaScript of ours). Outside Jupyter ``%tg_log --widget`` prints the table.
+It is made of ipywidgets' own controls. What the notebook saves is the static timeline PNG and the text table; while
+the kernel lives, a "host" LiveView (widgets.js) puts the interactive box over that image, so a reload without a
+kernel shows the image, never "model not found". Outside Jupyter ``%tg_log --widget`` prints the table.
 """
 from __future__ import annotations
 
 import html
 from typing import Any
 
-from ..widgets.figures import empty, render_png, style
+from ..widgets.figures import empty, png_bundle, render_png, style
 from .trust import CheckpointStoreError
 
 OK_COLOR, ERROR_COLOR, HEAD_COLOR = "#2ca02c", "#d62728", "#1f77b4"
@@ -25,37 +27,69 @@ VERDICT_MARKS = {"bitwise": ("=", OK_COLOR), "outputs differ": ("~", "#ff7f0e"),
 SOURCE_LINES = 30  # longer cells are cut in the details pane
 
 
-def draw_timeline(ax: Any, rows: list[dict[str, Any]], title: str = "cell checkpoints") -> None:
-    """The timeline of :meth:`Recorder.timeline` rows on one matplotlib axes."""
+def human_bytes(n: float) -> str:
+    """``0 B``, ``812 B``, ``1.5 KB``, ``23 MB`` (powers of 1024)."""
+    for unit in ("B", "KB", "MB", "GB"):
+        if abs(n) < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" or abs(n) >= 100 else f"{n:.3g} {unit}"
+        n /= 1024
+    return f"{n:.3g} GB"
+
+
+def draw_timeline(ax: Any, rows: list[dict[str, Any]], title: str = "cell checkpoints",
+                  theme: dict[str, Any] | None = None) -> None:
+    """The timeline of :meth:`Recorder.timeline` rows on one matplotlib axes: a bar per commit as tall as the new
+    bytes it stored (symlog: a commit that stored nothing has no bar, and says "0 B"), every bar labelled, HEAD and
+    replay verdicts above it, lost variables below the axis, all text horizontal."""
+    from ..widgets.figures import PX, THEMES, TICK_PX, axes_labels  # noqa: PLC0415
+
+    th = theme or THEMES["light"]
     if not rows:
-        empty(ax, title, "no commits recorded")
+        empty(ax, title, "no commits recorded", th)
         return
-    style(ax, title)
+    style(ax, title, th)
+    ax.grid(True, axis="y")
+    ax.grid(False, axis="x")
     xs = list(range(len(rows)))
-    heights = [max(int(r["bytes"]), 1) for r in rows]
-    ax.bar(xs, heights, color=[OK_COLOR if r["ok"] else ERROR_COLOR for r in rows], width=0.7)
-    ax.set_yscale("log")
-    ax.set_ylabel("new bytes", fontsize=7)
+    sizes = [max(int(r["bytes"]), 0) for r in rows]
+    ax.bar(xs, sizes, color=[OK_COLOR if r["ok"] else ERROR_COLOR for r in rows], width=0.6, linewidth=0)
+    ax.set_yscale("symlog", linthresh=1024)
+    top = max(max(sizes), 1024)
+    ax.set_ylim(0, top * 30)
+    ax.set_xlim(-0.6, len(rows) - 0.4)
+    from matplotlib.ticker import FixedLocator, FuncFormatter, NullLocator  # noqa: PLC0415
+
+    decades = [0] + [1024 ** k for k in range(1, 5) if 1024 ** k <= top * 30]
+    ax.yaxis.set_major_locator(FixedLocator(decades))
+    ax.yaxis.set_minor_locator(NullLocator())
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _pos: human_bytes(v)))
     ax.set_xticks(xs)
-    ax.set_xticklabels([f"#{r['seq']}\n{r['cell']}" for r in rows], fontsize=6)
-    top = max(heights)
-    for x, r in zip(xs, rows):
-        if r["head"]:
-            ax.plot([x], [top * 2.5], marker="v", color=HEAD_COLOR, markersize=6)
-            ax.annotate("HEAD", (x, top * 2.5), textcoords="offset points", xytext=(0, 5), ha="center",
-                        fontsize=6, color=HEAD_COLOR)
+    ax.set_xticklabels([f"#{r['seq']} {r['cell']}".strip() for r in rows], fontsize=TICK_PX * PX)
+    axes_labels(ax, th, "commit (cell)", "new bytes stored")
+    size = TICK_PX * PX
+    for x, r, n in zip(xs, rows, sizes):
+        above = [human_bytes(n)]
         mark = VERDICT_MARKS.get(r.get("replay") or "")
         if mark:
-            ax.annotate(mark[0], (x, heights[x]), textcoords="offset points", xytext=(0, 2), ha="center",
-                        fontsize=8, fontweight="bold", color=mark[1])
+            above.append(f"replay: {r['replay']}")
+        if r["head"]:
+            above.append("HEAD")
+        ax.annotate("\n".join(reversed(above)), (x, max(n, 0)), textcoords="offset points", xytext=(0, 3),
+                    ha="center", va="bottom", fontsize=size, color=HEAD_COLOR if r["head"] else th["fg2"])
         if r["lost"]:
-            ax.annotate("lost: " + ", ".join(r["lost"]), (x, 1), textcoords="offset points", xytext=(0, 3),
-                        ha="center", fontsize=5, color=ERROR_COLOR, rotation=90, va="bottom")
-    ax.set_ylim(0.8, top * 8)
+            ax.annotate("lost: " + ", ".join(r["lost"]), (x, 0), xycoords=("data", "axes fraction"),
+                        textcoords="offset points", xytext=(0, -36), ha="center", va="top", fontsize=size,
+                        color=th["error"], annotation_clip=False)
 
 
-def timeline_png(rows: list[dict[str, Any]]) -> bytes:
-    return render_png(lambda axes: draw_timeline(axes[0], rows))
+def timeline_png(rows: list[dict[str, Any]], theme: str = "light") -> bytes:
+    from ..widgets.figures import THEMES  # noqa: PLC0415
+
+    th = THEMES.get(theme, THEMES["light"])
+    width = min(16.0, max(7.0, 1.6 + 1.1 * len(rows)))
+    lost = any(r["lost"] for r in rows)
+    return render_png(lambda axes: draw_timeline(axes[0], rows, theme=th), size=(width, 3.2 + 0.3 * lost),
+                      theme=theme)
 
 
 class HistoryBrowser:
@@ -81,7 +115,8 @@ class HistoryBrowser:
     def refresh(self, pick: int | None = None) -> None:
         """Redraw the timeline and the picker (picking ``pick``, else HEAD)."""
         rows = self.rec.timeline()
-        self.figure.value = timeline_png(rows)
+        host = getattr(self, "host", None)
+        self.figure.value = timeline_png(rows, theme=host.theme if host is not None else "light")
         options = [(f"#{r['seq']} {r['cell']} {'ok' if r['ok'] else 'error'}{' (HEAD)' if r['head'] else ''}",
                     r["seq"]) for r in rows]
         head = next((r["seq"] for r in rows if r["head"]), rows[-1]["seq"] if rows else None)
@@ -150,6 +185,26 @@ class HistoryBrowser:
             parts.append(f"<b>last replay:</b> {html.escape(replay['result'])} "
                          f"({html.escape(str(replay.get('detail', '')))})")
         return "<br>".join(parts)
+
+    def static_bundle(self) -> dict[str, str]:
+        """What the notebook saves: the timeline PNG and the %tg_log text table."""
+        from .magics import table  # noqa: PLC0415 - magics imports this module
+
+        return png_bundle(timeline_png(self.rec.timeline()), "cell checkpoints (%tg_log)\n" + table(self.rec.log()))
+
+    def _ipython_display_(self) -> None:
+        """Display the static timeline (what the notebook saves, so a reload without a kernel shows it, never "model
+        not found"); while the kernel lives the browser puts the interactive box over it (a "host" LiveView)."""
+        from IPython.display import display  # noqa: PLC0415
+
+        from ..widgets.base import LiveView  # noqa: PLC0415
+        from ..widgets.figures import static_mark  # noqa: PLC0415
+
+        bundle = self.static_bundle()
+        display(bundle, raw=True)
+        self.host = LiveView(kind="host", title="history", child=self.box.model_id,
+                             static_mark=static_mark(bundle["image/png"]))
+        self.host.observe(lambda _change: self.refresh(pick=self.picker.value), names="theme")  # the browser's
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.box._repr_mimebundle_(**kwargs)

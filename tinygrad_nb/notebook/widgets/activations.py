@@ -19,7 +19,21 @@ import numpy as np
 
 from ...debug.stats import array_stats, to_numpy
 from .base import LiveWidget
-from .figures import COLORS, empty, names_list, style
+from .figures import (
+    COLORS,
+    PANEL_HEIGHT,
+    THEMES,
+    axes_labels,
+    empty,
+    extent,
+    legend,
+    names_list,
+    set_ticks,
+    style,
+    zoomed,
+)
+from .figures import histogram as draw_histogram
+from .figures import heatmap as draw_heatmap
 
 STATS = ("mean", "std", "min", "max", "zero_frac")
 MAX_SIDE = 64
@@ -72,22 +86,55 @@ class ActivationInspector(LiveWidget):
             self.flush()
 
     # -- the static figure ----------------------------------------------------------------------------------------
-    def draw(self, axes: list[Any]) -> None:
-        ax = axes[0]
+    min_width = 330  # as actsView in widgets.js
+
+    def panel_count(self) -> int:
+        return 3
+
+    def draw(self, axes: list[Any], theme: dict[str, Any] | None = None) -> None:
+        """The selected layer's statistics over forward calls, its latest histogram, and one sample's heatmap with
+        a colour scale."""
+        th = theme or THEMES["light"]
         layer = self._selected_series()
         if not layer:
-            empty(ax, self.title, "no activations yet")
+            for ax, title in zip(axes, ("activations", "latest histogram", "one sample")):
+                empty(ax, title, "no activations yet", th)
             return
-        style(ax, f"activations of layer {layer}")
+        ax = axes[0]
+        width_px = getattr(ax, "panel_width_px", 500)
         rows = self.rows(layer)
         x, mean, std, lo, hi = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4]
+        xr = zoomed(self.view.x_range, extent(x[[0, -1]]))
         color = COLORS[2]
-        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.25, linewidth=0, label="mean +- std")
-        ax.plot(x, mean, color=color, linewidth=1.0, label="mean")
-        ax.plot(x, lo, color=color, linewidth=0.8, linestyle=":", label="min / max")
-        ax.plot(x, hi, color=color, linewidth=0.8, linestyle=":")
-        ax.set_xlabel("forward call", fontsize=7)
-        ax.legend(fontsize=7, frameon=False)
+        ax.plot(x, mean, color=color, linewidth=1.6, label="mean")
+        ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.25, linewidth=0, label="mean ± std")
+        ax.plot(x, lo, color=color, linewidth=1.2, linestyle=(0, (2, 3)), alpha=0.8, label="min / max")
+        ax.plot(x, hi, color=color, linewidth=1.2, linestyle=(0, (2, 3)), alpha=0.8)
+        shown = (x >= xr[0]) & (x <= xr[1])
+        legend_rows = legend(ax, th, width_px)
+        style(ax, f"activations of {layer}", th, legend_rows)
+        set_ticks(ax, xr, extent(np.concatenate([lo[shown], hi[shown]])), False, width_px - 82,
+                  PANEL_HEIGHT - 90 - 18 * legend_rows)
+        axes_labels(ax, th, "forward call", "activation")
+        hist = self._latest.get(f"hist/{layer}")
+        if hist is None:
+            empty(axes[1], "latest histogram", "no histogram yet", th)
+        else:
+            counts, meta = hist
+            draw_histogram(axes[1], th, counts, meta["lo"], meta["hi"], f"latest histogram (call {meta['step']})",
+                           color,
+                      "activation", getattr(axes[1], "panel_width_px", 500) - 82)
+        sample = self._latest.get(f"map/{layer}")
+        if sample is None:
+            empty(axes[2], "one sample", "no sample yet", th)
+        else:
+            grid, meta = sample
+            draw_heatmap(axes[2].figure, axes[2], th, grid, f"one sample (call {meta['step']})",
+                    getattr(axes[2], "panel_width_px", 500) - 82)
+
+    def header(self) -> str:
+        layer = self._selected_series()
+        return f"{self.title} · {layer}" if layer else self.title
 
     def summary(self) -> str:
         return f"{self.title}: activation statistics of layers {names_list(self.layers)}"

@@ -17,7 +17,12 @@ request (another kind, a missing field, a count that is not a non-negative integ
 the first one per widget is logged (logger ``tinygrad_nb.notebook.widgets.base``, level WARNING).
 
 When the widget finishes, every display of it is updated in place (through its IPython display handle) to a static
-PNG plus a constant ``text/plain``, and the view is closed.
+PNG plus a constant ``text/plain``: what the notebook saves, so GitHub, nbconvert, nbval and a reload without a kernel
+show it. The PNG is drawn like the live view (see figures.py), in the theme and at the width the browser reported,
+with the choices made there (log scale, smoothing, selected parameter, zoomed range). When a browser showed the view
+(it said so with a sync request, or the cell came from JupyterLab, see ``front_end_renders``), the view stays open
+and the browser puts an interactive view back over the image while the kernel lives (``LiveView.static_mark``);
+otherwise the view is closed.
 
 The ``text/plain`` is fixed when the widget is made (``summary()`` may only use constructor arguments): the live
 display and the static image carry the same text, so nbval (which sees the first display and ignores the update and
@@ -37,7 +42,7 @@ import numpy as np
 import traitlets
 
 from ..throttle import Channel, register_live, unregister_live
-from .figures import png_bundle
+from .figures import Block, png_bundle, render_blocks, static_mark
 
 ESM = (Path(__file__).resolve().parent.parent / "static" / "widgets.js").read_text(encoding="utf-8")
 RELEASED_ESM = "export default { render() {} };"  # what a finished view keeps (see LiveWidget._release)
@@ -99,6 +104,21 @@ def in_notebook() -> bool:
     return shell is not None and getattr(shell, "kernel", None) is not None
 
 
+def front_end_renders() -> bool:
+    """True when the running cell came from a front end that renders widgets while the cell runs: JupyterLab and
+    Notebook 7 send the cell's id with each execute request; nbclient, papermill and nbval do not. (A browser's own
+    "I show this view" message waits in the kernel's queue until the cell ends, too late for a widget finished in the
+    cell that made it, such as fit()'s dashboard.)"""
+    if not in_notebook():
+        return False
+    kernel = sys.modules["IPython"].get_ipython().kernel
+    try:
+        parent = kernel.get_parent()
+    except (AttributeError, TypeError):
+        return False
+    return isinstance(parent, dict) and "cellId" in (parent.get("metadata") or {})
+
+
 _shared_layout: ipywidgets.Layout | None = None
 
 
@@ -120,6 +140,12 @@ class LiveView(anywidget.AnyWidget):
     log_scale = traitlets.Bool(False).tag(sync=True)  # LossCurve: the browser's log-scale toggle
     smoothing = traitlets.Float(0.0).tag(sync=True)  # LossCurve: the browser's EMA slider
     selected = traitlets.Unicode("").tag(sync=True)  # the parameter / layer picked in the browser
+    x_range = traitlets.List(traitlets.Float(), default_value=[]).tag(sync=True)  # the step range zoomed to, or []
+    theme = traitlets.Unicode("light").tag(sync=True)  # "light" or "dark": what the browser shows (static image too)
+    view_width = traitlets.Int(0).tag(sync=True)  # the view's width in the browser, pixels (0: never shown)
+    static_mark = traitlets.Unicode("").tag(sync=True)  # after the swap: which image to put a live view over
+    slot = traitlets.Int(0).tag(sync=True)  # the view's place among a dashboard's views put back over its image
+    child = traitlets.Unicode("").tag(sync=True)  # kind "host": the model id of the ipywidgets box it shows
 
     text = "live view"  # the constant text/plain, set by the owning LiveWidget (see the module docstring)
 
@@ -175,16 +201,21 @@ class StaticSwap:
         return png_bundle(self.to_png(), self.summary())
 
     def finish(self) -> None:
-        """End of the run: send what is pending, swap every display for the static image, then close."""
+        """End of the run: send what is pending, swap every display for the static image, then release (a view a
+        browser shows stays open: the browser puts it back over the image while the kernel lives)."""
         if self.finished or self.closed:
             return
         self.flush()
         self.finished = True
-        if self._handles:
-            bundle = self.static_bundle()
-            for handle in self._handles:
-                handle.update(bundle, raw=True)
+        bundle = self.static_bundle() if self._handles else None
+        for handle in self._handles:
+            handle.update(bundle, raw=True)
         self._release()
+        if bundle is not None:
+            self._revive(static_mark(bundle["image/png"]))
+
+    def _revive(self, mark: str) -> None:
+        """Tell the browser which image to put the live view back over (subclasses with a view kept open)."""
 
     def close(self) -> None:
         """Stop: remove hooks, close the view. No static image (use ``finish()`` for that); safe to call twice."""
@@ -213,6 +244,7 @@ class LiveWidget(StaticSwap):
     def __init__(self, title: str | None = None, show: bool | None = None, comm: Any = None, **view_state: Any):
         self.title = title or self.default_title
         self._malformed_logged = False  # a malformed browser message is logged once per widget
+        self._browser_seen = front_end_renders()  # a browser shows the view (or it sent a sync request)
         if comm is not None:  # a stand-in comm (tests, benchmarks): see throttle.RecordingComm
             view_state["comm"] = comm
         self.view = LiveView(kind=self.kind, title=self.title, layout=shared_layout(), **view_state)
@@ -300,8 +332,9 @@ class LiveWidget(StaticSwap):
 
     def _on_browser_message(self, _view: Any, content: Any, _buffers: Any) -> None:
         """The browser asks for what it lacks (a gap, or a page reloaded while the kernel kept running). Anything
-        but a valid request (see :func:`parse_sync_request`) is ignored; the first one is logged."""
-        if self.closed:
+        but a valid request (see :func:`parse_sync_request`) is ignored; the first one is logged. A finished view
+        kept open for the browser still answers (a message sent before the browser listened is asked for again)."""
+        if self.view.comm is None:
             return
         try:
             have, records = parse_sync_request(content)
@@ -311,6 +344,7 @@ class LiveWidget(StaticSwap):
                 log.warning("%s widget %r: ignored a malformed message from the browser (%s); further ones are "
                             "ignored silently", type(self).__name__, self.title, e)
             return
+        self._browser_seen = True
         content_out, buffers = self._message(have, records, list(self._latest))
         self.view.send(content_out, buffers)
 
@@ -322,29 +356,56 @@ class LiveWidget(StaticSwap):
         """The constant text/plain: made from constructor arguments only (no values, steps, times or ids)."""
         return self.title
 
+    min_width = 420  # pixels per panel column, as in widgets.js (the static image lays out the same columns)
+
     def panel_count(self) -> int:
-        """How many side-by-side matplotlib axes the static figure uses."""
+        """How many matplotlib axes the static figure uses (the live view's panels)."""
         return 1
 
-    def draw(self, axes: list[Any]) -> None:
-        """Draw the static figure on ``panel_count()`` matplotlib axes (subclasses)."""
+    def draw(self, axes: list[Any], theme: dict[str, Any] | None = None) -> None:
+        """Draw the static figure on ``panel_count()`` matplotlib axes in ``theme`` (figures.THEMES; subclasses)."""
         raise NotImplementedError
 
-    def to_png(self) -> bytes:
-        """The static figure as PNG bytes."""
-        from .figures import render_png  # noqa: PLC0415
+    def header(self) -> str:
+        """The static image's title line: the title and the choices made in the browser (subclasses add them)."""
+        return self.title
 
-        return render_png(self.draw, panels=self.panel_count())
+    def block(self) -> Block:
+        """This widget's part of a static figure."""
+        return Block(self.draw, self.panel_count(), self.min_width, self.header())
+
+    def to_png(self) -> bytes:
+        """The static figure as PNG bytes, at the width and in the theme the browser reported."""
+        return render_blocks([self.block()], width=self.view.view_width, theme=self.view.theme)
 
     def _release(self) -> None:
         self.closed = True
         self._remove_hooks()
         unregister_live(self)
-        if self.view.comm is not None:
+        if self.view.comm is not None and not (self.finished and self._browser_seen):
             # The notebook's saved widget state (nbclient, "save widget state") keeps the last state of every model,
             # closed or not; drop the ESM source from it so a finished figure costs a few hundred bytes there.
+            # (A finished view a browser shows stays open, ESM and all: the browser keeps it interactive.)
             self.view._esm = RELEASED_ESM
             self.view.close()
+
+    def _revive(self, mark: str, slot: int = 0) -> None:
+        if self._browser_seen and self.view.comm is not None:
+            self.view.slot = slot
+            self.view.static_mark = mark
+
+    def close(self) -> None:
+        """Stop: remove hooks, close the view (also one kept open after ``finish()``); safe to call twice."""
+        if not self.closed:
+            self._release()
+        if self.view.comm is not None:
+            self.view._esm = RELEASED_ESM
+            self.view.close()
+
+    @property
+    def active(self) -> bool:
+        """False once closed and no view is kept open (the cell-ownership registry then forgets it)."""
+        return not self.closed or self.view.comm is not None
 
     def _remove_hooks(self) -> None:
         """Remove the hook handles in ``self._hooks`` (a subclass with other cleanup overrides this)."""

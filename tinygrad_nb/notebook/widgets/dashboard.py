@@ -1,6 +1,6 @@
-"""``Dashboard``: several live widgets laid out together (ipywidgets boxes), swapped for one static PNG at the end.
+"""``Dashboard``: several live widgets stacked (an ipywidgets box), swapped for one static PNG at the end.
 
-    dash = Dashboard.for_model(model)               # LossCurve on top; GradHistograms and ActivationInspector below
+    dash = Dashboard.for_model(model)               # LossCurve, then GradHistograms, then ActivationInspector
     dash.loss.log(loss=loss)
     dash.finish()
 
@@ -15,7 +15,7 @@ import ipywidgets
 
 from .activations import ActivationInspector
 from .base import LiveWidget, StaticSwap, _own, in_notebook, shared_layout
-from .figures import render_png
+from .figures import render_blocks
 from .grads import GradHistograms
 from .loss_curve import LossCurve
 
@@ -37,18 +37,14 @@ class DashboardBox(ipywidgets.VBox):
 
 
 class Dashboard(StaticSwap):
-    """Lays out ``widgets``: the first one full width, the others side by side below it."""
+    """Stacks ``widgets``, each the full output width (each view lays its panels out in as many columns as fit)."""
 
     def __init__(self, widgets: Sequence[LiveWidget], title: str = "Dashboard", show: bool | None = None):
         if not widgets:
             raise ValueError("Dashboard: give it at least one widget")
         self.widgets = list(widgets)
         self.title = title
-        first, rest = self.widgets[0], self.widgets[1:]
-        rows: list[Any] = [first.view]
-        if rest:
-            rows.append(ipywidgets.HBox([w.view for w in rest], layout=shared_layout()))
-        self.box = DashboardBox(rows, layout=shared_layout())
+        self.box = DashboardBox([w.view for w in self.widgets], layout=shared_layout())
         self.box.text = self.summary()
         self._handles: list[Any] = []
         self.finished = False
@@ -103,20 +99,30 @@ class Dashboard(StaticSwap):
         return "\n".join([self.title] + [f"  {w.summary()}" for w in self.widgets])
 
     def to_png(self) -> bytes:
-        """One figure with every widget's panels side by side."""
-        counts = [w.panel_count() for w in self.widgets]
-
-        def draw(axes: list[Any]) -> None:
-            start = 0
-            for widget, count in zip(self.widgets, counts):
-                widget.draw(axes[start:start + count])
-                start += count
-
-        return render_png(draw, panels=sum(counts))
+        """One figure with every widget's panels, stacked as in the live view, at the width and in the theme the
+        browser reported."""
+        view = self.widgets[0].view
+        return render_blocks([w.block() for w in self.widgets], width=view.view_width, theme=view.theme)
 
     def _release(self) -> None:
         self.closed = True
         for w in self.widgets:
+            if not w.closed:
+                w.finished = w.finished or self.finished  # finished with the dashboard: its static image is shown
+                w._release()  # a view a browser shows stays open until close() (see LiveWidget._release)
+        self.box.close()
+
+    def _revive(self, mark: str) -> None:
+        for slot, w in enumerate(self.widgets):
+            w._revive(mark, slot)
+
+    def close(self) -> None:
+        """Stop every widget and close their views (also those kept open after ``finish()``)."""
+        if not self.closed:
+            self._release()
+        for w in self.widgets:
             w.close()
-        for box in [self.box] + [c for c in self.box.children if isinstance(c, ipywidgets.Box)]:
-            box.close()
+
+    @property
+    def active(self) -> bool:
+        return not self.closed or any(w.active for w in self.widgets)

@@ -19,7 +19,20 @@ import numpy as np
 
 from ...debug.stats import histogram, to_numpy
 from .base import LiveWidget
-from .figures import COLORS, empty, names_list, style
+from .figures import (
+    COLORS,
+    PANEL_HEIGHT,
+    THEMES,
+    axes_labels,
+    empty,
+    extent,
+    legend,
+    names_list,
+    set_ticks,
+    style,
+    zoomed,
+)
+from .figures import histogram as draw_histogram
 
 PERCENTILES = (0, 10, 25, 50, 75, 90, 100)
 BINS = 30
@@ -75,21 +88,47 @@ class GradHistograms(LiveWidget):
             self.flush()
 
     # -- the static figure ----------------------------------------------------------------------------------------
-    def draw(self, axes: list[Any]) -> None:
-        ax = axes[0]
+    min_width = 380  # as gradsView in widgets.js
+
+    def panel_count(self) -> int:
+        return 2
+
+    def draw(self, axes: list[Any], theme: dict[str, Any] | None = None) -> None:
+        """The selected parameter's percentile bands over backward passes, and its latest histogram."""
+        th = theme or THEMES["light"]
         name = self._selected_series()
         if not name:
-            empty(ax, self.title, "no gradients yet")
+            empty(axes[0], self.title, "no gradients yet", th)
+            empty(axes[1], "latest histogram", "no gradients yet", th)
             return
-        style(ax, f"gradient of {name}")
+        ax = axes[0]
+        width_px = getattr(ax, "panel_width_px", 500)
         rows = self.rows(name)
         x, p = rows[:, 0], rows[:, 1:]
+        xr = zoomed(self.view.x_range, extent(x[[0, -1]]))
         color = COLORS[0]
-        for (lo, hi), alpha in (((0, 6), 0.12), ((1, 5), 0.22), ((2, 4), 0.35)):
-            ax.fill_between(x, p[:, lo], p[:, hi], color=color, alpha=alpha, linewidth=0)
-        ax.plot(x, p[:, 3], color=color, linewidth=1.0, label="median")
-        ax.set_xlabel("backward pass", fontsize=7)
-        ax.legend(fontsize=7, frameon=False)
+        ax.plot(x, p[:, 3], color=color, linewidth=1.6, label="median")
+        bands = (((2, 4), 0.4, "25–75%"), ((1, 5), 0.25, "10–90%"), ((0, 6), 0.12, "min–max"))
+        for (lo, hi), alpha, label in bands:
+            ax.fill_between(x, p[:, lo], p[:, hi], color=color, alpha=alpha, linewidth=0, label=label)
+        shown = (x >= xr[0]) & (x <= xr[1])
+        legend_rows = legend(ax, th, width_px)
+        style(ax, f"gradient of {name}", th, legend_rows)
+        set_ticks(ax, xr, extent(np.concatenate([p[shown, 0], p[shown, 6]])), False, width_px - 82,
+                  PANEL_HEIGHT - 90 - 18 * legend_rows)
+        axes_labels(ax, th, "backward pass", "gradient")
+        latest = self._latest.get(f"hist/{name}")
+        if latest is None:
+            empty(axes[1], "latest histogram", "no histogram yet", th)
+        else:
+            counts, meta = latest
+            draw_histogram(axes[1], th, counts, meta["lo"], meta["hi"], f"latest histogram (pass {meta['step']})",
+                           color,
+                      "gradient value", getattr(axes[1], "panel_width_px", 500) - 82)
+
+    def header(self) -> str:
+        name = self._selected_series()
+        return f"{self.title} · {name}" if name else self.title
 
     def summary(self) -> str:
         return f"{self.title}: gradient percentiles of {names_list(self.names)}"

@@ -19,7 +19,24 @@ from typing import Any
 import numpy as np
 
 from .base import LiveWidget
-from .figures import COLORS, ema, empty, names_list, series_role, style
+from .figures import (
+    COLORS,
+    PANEL_HEIGHT,
+    THEMES,
+    axes_labels,
+    ema,
+    empty,
+    extent,
+    fmt,
+    fmt_value,
+    legend,
+    log_applies,
+    names_list,
+    series_role,
+    set_ticks,
+    style,
+    zoomed,
+)
 
 
 class LossCurve(LiveWidget):
@@ -86,32 +103,55 @@ class LossCurve(LiveWidget):
     def panel_count(self) -> int:
         return max(1, len(self.panels()))
 
-    def draw(self, axes: list[Any]) -> None:
+    def x_extent(self) -> tuple[float, float]:
+        """The step range every panel shows: all the data, or the range zoomed to in the browser."""
+        firsts = [rows[0][0] for rows in self._rows.values() if rows]
+        lasts = [rows[-1][0] for rows in self._rows.values() if rows]
+        x0, x1 = float(min(firsts)), float(max(lasts))
+        return zoomed(self.view.x_range, (x0, x1 if x1 > x0 else x0 + 1))
+
+    def draw(self, axes: list[Any], theme: dict[str, Any] | None = None) -> None:
+        """The live view's panels: one step range for all (they stay aligned), legends above the plots, the smoothing
+        (raw values faint behind), log scale where it applies (not on bounded metrics such as accuracy)."""
+        th = theme or THEMES["light"]
         grouped = self.panels()
         if not grouped:
-            empty(axes[0], self.title, "nothing logged")
+            empty(axes[0], self.title, "nothing logged", th)
             return
         weight = float(self.view.smoothing)
+        xr = self.x_extent()
         for ax, (panel, names) in zip(axes, grouped.items()):
-            style(ax, panel)
-            positive = True
+            width_px = getattr(ax, "panel_width_px", 500)
+            lines, seen = [], []
             for i, name in enumerate(names):
                 rows = self.rows(name)
                 x, y = rows[:, 0], rows[:, 1]
-                color = COLORS[i % len(COLORS)]
-                dashed = self._meta[name]["role"] == "val"
-                marker = "o" if len(x) <= 30 else None
-                finite = y[np.isfinite(y)]
-                positive = positive and bool(finite.size) and bool((finite > 0).all())
+                meta = self._meta[name]  # RunComparison gives a label and a colour per run
+                lines.append((meta.get("label", name), x, y, COLORS[meta.get("color", i) % len(COLORS)],
+                              meta["role"] == "val"))
+                seen.append(y[(x >= xr[0]) & (x <= xr[1])])
+            seen_values = np.concatenate(seen) if seen else np.zeros(0)
+            logged = bool(self.view.log_scale) and log_applies(panel, seen_values)
+            for name, x, y, color, dashed in lines:
+                style_kw = {"color": color, "linestyle": (0, (6, 4)) if dashed else "-"}
                 if weight > 0 and len(x) > 1:
-                    ax.plot(x, y, color=color, alpha=0.25, linewidth=0.8)
-                    y = ema(y, weight)
-                ax.plot(x, y, color=color, linewidth=1.0, linestyle="--" if dashed else "-", marker=marker,
-                        markersize=3, label=name)
-            if self.view.log_scale and positive:
-                ax.set_yscale("log")
-            ax.set_xlabel("step", fontsize=7)
-            ax.legend(fontsize=7, frameon=False)
+                    ax.plot(x, y, alpha=0.3, linewidth=1.2, **style_kw)
+                ax.plot(x, ema(y, weight), linewidth=1.6, label=f"{name} {fmt_value(y[-1])}", **style_kw)
+            rows_ = legend(ax, th, width_px)
+            style(ax, panel, th, legend_rows=rows_)
+            set_ticks(ax, xr, extent(seen_values, logged), logged, width_px - 82, PANEL_HEIGHT - 90 - 18 * rows_)
+            axes_labels(ax, th, "step", panel + (" (log)" if logged else ""))
+
+    def header(self) -> str:
+        choices = [self.title]
+        if self.view.log_scale:
+            choices.append("log scale")
+        if self.view.smoothing > 0:
+            choices.append(f"smoothing {self.view.smoothing:.2f}")
+        if len(self.view.x_range) == 2 and self._rows:
+            a, b = self.x_extent()
+            choices.append(f"steps {fmt(a)} to {fmt(b)}")
+        return " · ".join(choices)
 
     def summary(self) -> str:
         if self.metrics is None:

@@ -17,6 +17,7 @@ for new events after every op while tracing) and are flushed at once: a NaN is a
 from __future__ import annotations
 
 import contextlib
+import html
 import linecache
 from collections.abc import Iterator
 from types import TracebackType
@@ -160,20 +161,39 @@ class NaNTracer(LiveWidget):
             lines.append(f"... and {len(self._records) - limit} more")
         return "\n".join(lines)
 
+    def table_html(self, limit: int = 50) -> str:
+        """The events as an HTML table (selectable text, no wrapping; theme colours in JupyterLab)."""
+        cell = "text-align:left;padding:3px 10px;white-space:nowrap"
+        head = "".join(f"<th style='{cell}'>{c}</th>" for c in COLUMNS)
+        rows = []
+        for r in self._records[:limit]:
+            values = [r["op"], r["phase"], "" if r["nan"] is None else r["nan"], "" if r["inf"] is None else r["inf"],
+                      r["where"], _clip(r["source"], 80)]
+            rows.append("<tr>" + "".join(f"<td style='{cell}'>{html.escape(str(v))}</td>" for v in values) + "</tr>")
+        more = (f"<p>... and {len(self._records) - limit} more</p>" if len(self._records) > limit else "")
+        return (f"<div style='overflow-x:auto'><table style='border-collapse:collapse'><tr>{head}</tr>"
+                + "".join(rows) + f"</table>{more}</div>") if rows else "<p>no non-finite values</p>"
+
     def to_png(self) -> bytes:
-        from .figures import render_png  # noqa: PLC0415
+        from .figures import DPI, render_png  # noqa: PLC0415
 
-        lines = min(len(self._records), 12) + 2
-        return render_png(self.draw, size=(8.8, 0.5 + 0.17 * lines))
+        lines = min(len(self._records), 12) + 2 + (len(self._records) > 12)
+        width = max(600, min(1600, self.view.view_width or 1000))
+        return render_png(lambda axes: self.draw(axes), size=(width / DPI, (16 + 19 * lines) / DPI),
+                          theme=self.view.theme)
 
-    def draw(self, axes: list[Any]) -> None:
+    def draw(self, axes: list[Any], theme: dict[str, Any] | None = None) -> None:
+        """The table in the static image: a heading line, then the text table in 12 px monospace."""
+        from .figures import PX, THEMES  # noqa: PLC0415
+
+        th = theme or THEMES.get(self.view.theme, THEMES["light"])
         ax = axes[0]
         ax.axis("off")
         count = len(self._records)
         heading = f"{self.title}: {count} non-finite event{'s' if count != 1 else ''}"
-        ax.text(0, 1, heading, transform=ax.transAxes, va="top", fontsize=9, fontweight="bold")
-        ax.text(0, 0.98 - 0.5 / (min(count, 12) + 2), self.table(), transform=ax.transAxes, va="top",
-                fontsize=8, family="monospace")
+        ax.text(0, 1, heading, transform=ax.transAxes, va="top", fontsize=13 * PX, fontweight="bold", color=th["fg"])
+        ax.text(0, 1 - 1 / (min(count, 12) + 2 + (count > 12)), self.table(), transform=ax.transAxes, va="top",
+                fontsize=12 * PX, family="monospace", color=th["fg"], linespacing=1.25)
 
     def finish(self) -> None:
         """Swap the live table for its static image; outside Jupyter print the table instead."""
