@@ -21,6 +21,7 @@ from tinygrad_nb.export import onnx as export_onnx  # noqa: E402
 from tinygrad_nb.runtime import (InputError, ModelFormatError, compile as compile_model, load,  # noqa: E402
                                  load_model)
 from tinygrad_nb.runtime.batch import collate  # noqa: E402
+from tinygrad_nb.runtime.session import Session  # noqa: E402
 
 DATA = Path(__file__).resolve().parent / "data" / "onnx"
 RTOL, ATOL = 1.3e-6, 1e-5
@@ -496,17 +497,128 @@ def test_batch_1_convolution_and_separable_pooling_match_onnx_reference(c_in: in
 def test_pooled_values_are_written_straight_into_the_next_convolutions_padding() -> None:
     rng = np.random.default_rng(12)
     model = _conv_pool_model(3, [1, 1, 1, 1], {"kernel_shape": [2, 2], "strides": [2, 2]}, rng, kernel=(3, 3))
-    sess = load_model(model)
+    sess = Session(model, fuse=False)  # (the fused Conv -> Relu -> MaxPool: see the next test)
     for b in (1, 5):
         x = rng.standard_normal((b, 3, 9, 12)).astype(np.float32)
         first = sess(x)
         np.testing.assert_array_equal(sess(x), first)
         program = sess._programs[(x.shape,)]
         steps = [getattr(s, "__name__", "") for s in program.steps]
-        # the first conv copies its input into its padded buffer; the second conv's padded buffer is where the
-        # pool writes its output, so there is nothing to copy (batch 1 has its own conv path)
-        assert steps == (["conv_single_padded", "<lambda>", "max_pool3", "conv_single"] if b == 1 else
+        # the program copies its input straight into the first conv's padded buffer, and the second conv's padded
+        # buffer is where the pool writes its output: no conv copies its input (batch 1 has its own conv path)
+        assert steps == (["conv_single", "<lambda>", "max_pool3", "conv_single"] if b == 1 else
                          ["conv", "<lambda>", "max_pool3", "conv"]), steps
+        assert not program.input_views[0].flags.c_contiguous  # the interior of the padded buffer
+
+
+@pytest.mark.parametrize("c_in", [1, 3])
+@pytest.mark.parametrize("pads", [[1, 1, 1, 1], [0, 2, 1, 0]])
+@pytest.mark.parametrize("pool", [{"kernel_shape": [2, 2], "strides": [2, 2]},
+                                  {"kernel_shape": [3, 2], "strides": [1, 2]},
+                                  {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}])  # -inf padding
+def test_fused_conv_relu_maxpool_gives_the_unfused_graphs_values(c_in: int, pads: list[int], pool: dict) -> None:
+    """Conv -> Relu -> MaxPool runs as one kernel: its first (reference) and planned calls agree to the bit, and it
+    agrees with the unfused graph and onnx's reference evaluator, NaN and infinities included (relu and max
+    commute exactly; at batch 1 the fused matmul is one product over the padded width instead of one per output
+    row, so the unfused graph is compared to a rounding; at other batch sizes the fused kernel runs the same
+    kernels, so to the bit)."""
+    from onnx.reference import ReferenceEvaluator  # noqa: PLC0415
+
+    rng = np.random.default_rng(21)
+    model = _conv_pool_model(c_in, pads, pool, rng, kernel=(3, 3))
+    fused, unfused = Session(model), Session(model, fuse=False)
+    assert [n.kernel.op_type for n in fused.nodes] == ["Conv+Relu+MaxPool", "Conv"]
+    assert [n.kernel.op_type for n in unfused.nodes] == ["Conv", "Relu", "MaxPool", "Conv"]
+    reference = ReferenceEvaluator(model)
+    for b, special in ((1, False), (3, False), (1, True), (2, True), (1, True)):
+        x = rng.standard_normal((b, c_in, 9, 12)).astype(np.float32)
+        if special:  # (onnx's reference MaxPool drops NaN, so these are compared with the unfused graph only)
+            x[0, 0, 4, 5] = np.nan  # NaN spreads through the windows it is in
+            x[-1, -1, 2, 7] = -np.inf  # -inf times weights of both signs: +-inf, and NaN where they meet
+            x[-1, 0, 0, 0] = np.inf
+        first = fused(x)
+        if not special:
+            np.testing.assert_allclose(first, reference.run(None, {"x": x})[0], rtol=1e-5, atol=1e-5)
+        np.testing.assert_array_equal(fused(x), first)  # planned == reference kernels, bit for bit
+        np.testing.assert_array_equal(fused(x), first)
+        other = unfused(x)
+        if b == 1:
+            np.testing.assert_array_equal(np.isnan(first), np.isnan(other))
+            np.testing.assert_allclose(first, other, rtol=1e-6, atol=1e-6)
+        else:
+            np.testing.assert_array_equal(first.view(np.uint32), other.view(np.uint32))
+    # at batch > 1 the session runs and plans the three nodes: the unfused steps and memory plan
+    program = fused._programs[((2, c_in, 9, 12),)]
+    assert [n.kernel.op_type for n in program.bucket.layout.steps] == ["Conv", "Relu", "MaxPool", "Conv"]
+    big = [(p.bucket, p.arena_bytes) for p in fused.memory_plan([128]).plans if p.bucket[0][0] > 1]
+    assert big == [(p.bucket, p.arena_bytes) for p in unfused.memory_plan([128]).plans if p.bucket[0][0] > 1]
+    # a fused step allocates nothing in the steady state
+    x = rng.standard_normal((1, c_in, 9, 12)).astype(np.float32)
+    fused(x)
+    net, peak = _numpy_allocations(lambda i: fused.run(x, copy=False), 50)
+    assert net == 0 and peak < 2048, (net, peak)
+
+
+def test_fused_one_channel_convolution_reads_its_image_from_the_writer_before_it() -> None:
+    """A one-input-channel fused convolution keeps its padded image in a buffer of its own: the program's input
+    copy, or a pooling before it, writes straight into that buffer (and the step copies nothing else)."""
+    rng = np.random.default_rng(6)
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 1, 12, 16])
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    w = numpy_helper.from_array(rng.standard_normal((4, 1, 3, 3)).astype(np.float32), "w")
+    b = numpy_helper.from_array(rng.standard_normal(4).astype(np.float32), "b")
+    nodes = [helper.make_node("MaxPool", ["x"], ["m"], kernel_shape=[2, 2], strides=[2, 2]),
+             helper.make_node("Conv", ["m", "w", "b"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["y"], kernel_shape=[2, 2], strides=[2, 2])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], [y], [w, b]),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    fused, unfused = Session(model), Session(model, fuse=False)
+    assert [n.kernel.op_type for n in fused.nodes] == ["MaxPool", "Conv+Relu+MaxPool"]
+    for batch in (1, 2, 1):
+        a = rng.standard_normal((batch, 1, 12, 16)).astype(np.float32)
+        first = fused(a)
+        np.testing.assert_array_equal(fused(a), first)
+        np.testing.assert_allclose(first, unfused(a), rtol=1e-6, atol=1e-6)
+        if batch == 1:
+            program = fused._programs[(a.shape,)]
+            cells = [c.cell_contents for c in program.steps[1].__closure__]
+            calls = cells[0] if isinstance(cells[0], list) else cells
+            # rows, matmul, relu, two maxima, the strided copy out: no copy of the pooled image, which the pooling
+            # wrote into the padded image
+            assert len(calls) == 6, calls
+
+
+def test_relu_and_maxpool_commute_bit_for_bit() -> None:
+    """The identity the fused kernel rests on, on values where the order could show: NaN, +-inf, +-0."""
+    rng = np.random.default_rng(5)
+    values = np.array([np.nan, np.inf, -np.inf, 0.0, -0.0, 1.5, -2.0, 1e-45, -1e-45], np.float32)
+    x = rng.choice(values, size=(2, 3, 8, 10)).astype(np.float32)
+    zero = np.zeros_like(x)
+    windows = x.reshape(2, 3, 4, 2, 5, 2)
+    pool_then_relu = np.maximum(windows.max(axis=(3, 5)), 0.0)
+    relu_then_pool = np.maximum(x, zero).reshape(2, 3, 4, 2, 5, 2).max(axis=(3, 5))
+    np.testing.assert_array_equal(np.isnan(pool_then_relu), np.isnan(relu_then_pool))
+    finite = ~np.isnan(pool_then_relu)
+    np.testing.assert_array_equal(pool_then_relu[finite].view(np.uint32), relu_then_pool[finite].view(np.uint32))
+
+
+def test_only_private_conv_relu_maxpool_chains_are_fused() -> None:
+    """A chain whose Conv or Relu output is also read elsewhere (or is a graph output) is left as it is."""
+    rng = np.random.default_rng(4)
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, ["batch", 2, 6, 6])
+    outs = [helper.make_tensor_value_info(n, onnx.TensorProto.FLOAT, None) for n in ("p", "r")]
+    w = numpy_helper.from_array(rng.standard_normal((3, 2, 3, 3)).astype(np.float32), "w")
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("Relu", ["c"], ["r"]),
+             helper.make_node("MaxPool", ["r"], ["p"], kernel_shape=[2, 2], strides=[2, 2])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x], outs, [w]),
+                              opset_imports=[helper.make_opsetid("", 18)])
+    sess = Session(model)
+    assert [n.kernel.op_type for n in sess.nodes] == ["Conv", "Relu", "MaxPool"]  # r is an output
+    a = rng.standard_normal((1, 2, 6, 6)).astype(np.float32)
+    p, r = sess(a)
+    np.testing.assert_array_equal(p, r.reshape(1, 3, 3, 2, 3, 2).max(axis=(3, 5)))
 
 
 def test_the_memory_plan_predicts_what_a_bucket_really_holds() -> None:

@@ -115,7 +115,8 @@ class Session:
 
     Not thread-safe: calls write into the same planned buffers (use one session per thread, or a lock)."""
 
-    def __init__(self, proto: Any, *, source: str = "<model>", max_batch: int = 128, verify: bool = True):
+    def __init__(self, proto: Any, *, source: str = "<model>", max_batch: int = 128, verify: bool = True,
+                 fuse: bool = True):
         from onnx import helper, numpy_helper  # noqa: PLC0415
 
         self.source = source
@@ -158,6 +159,10 @@ class Session:
                 raise ModelFormatError(f"{source}: {e}") from e
             self.nodes.append(_Node(k, list(node.input), list(node.output)))
         self._fold_constants()
+        if fuse:  # Conv -> Relu -> MaxPool chains run as one kernel (exact; see runtime.fusion)
+            from .fusion import fuse as fuse_chains  # noqa: PLC0415
+
+            self.nodes = fuse_chains(self.nodes, self.output_names)
         static = _is_static(self)
         for node in self.nodes:
             node.kernel.static_inputs = [n == "" or n in static for n in node.inputs]
@@ -225,7 +230,9 @@ class Session:
     def run(self, inputs: Any, copy: bool = True) -> dict[str, np.ndarray]:
         """Run the model: ``{output name: array}``. ``copy=False`` returns views of the plan's buffers (valid until
         the next call; no allocation at all in the steady state)."""
-        return dict(zip(self.output_names, self._outputs(inputs, copy)))
+        outputs = self._outputs(inputs, copy)
+        names = self.output_names
+        return {names[0]: outputs[0]} if len(outputs) == 1 else dict(zip(names, outputs))
 
     def __call__(self, *inputs: Any) -> Any:
         outs = self._outputs(inputs[0] if len(inputs) == 1 else list(inputs), True)
@@ -285,16 +292,24 @@ class Session:
                     last[n] = i
         outputs = set(self.output_names)
         for i, node in enumerate(self.nodes):
-            try:
-                results = node.kernel.ref([env[n] if n else None for n in node.inputs])
-            except KernelError:
-                raise
-            except Exception as e:  # noqa: BLE001 - name the node whatever numpy raised
-                shapes = [tuple(np.shape(env[n])) if n else None for n in node.inputs]
-                raise type(e)(f"{node.kernel.op_type} (node {node.kernel.name!r}) on input shapes {shapes}: {e}"
-                              ) from e
-            for name, value in zip(node.outputs, results):
-                env[name] = np.asarray(value)
+            # a fused node runs as its parts at shapes without its fused path (see runtime.fusion): their values
+            # are in env, and the plan then has their steps (and their buffers' shorter lifetimes)
+            parts = getattr(node.kernel, "unfused", None)
+            if parts is not None and node.kernel.fast([env[n] if n else None for n in node.inputs]):
+                parts = None
+            for m, part in enumerate(parts or [node]):
+                try:
+                    results = part.kernel.ref([env[n] if n else None for n in part.inputs])
+                except KernelError:
+                    raise
+                except Exception as e:  # noqa: BLE001 - name the node whatever numpy raised
+                    shapes = [tuple(np.shape(env[n])) if n else None for n in part.inputs]
+                    raise type(e)(f"{part.kernel.op_type} (node {part.kernel.name!r}) on input shapes {shapes}: "
+                                  f"{e}") from e
+                for name, value in zip(part.outputs, results):
+                    env[name] = np.asarray(value)
+                if m and not keep:  # the fused chain's own intermediate, read only by this part
+                    env.pop(parts[m - 1].outputs[0], None)  # type: ignore[index]
             if not keep:
                 for n in node.inputs:
                     if last.get(n) == i and n not in outputs and n not in self.consts:
@@ -401,7 +416,11 @@ def _is_static(session: Session) -> set[str]:
 
 def _make_plan(session: Session, shapes: tuple[tuple[int, ...], ...], env: dict[str, Any]) -> tuple[Plan, _Layout]:
     static = _is_static(session)
-    steps = [n for n in session.nodes if not all(o in static for o in n.outputs)]
+    nodes: list[_Node] = []
+    for n in session.nodes:  # a fused node that ran as its parts at these shapes (see reference) is planned so
+        parts = getattr(n.kernel, "unfused", None)
+        nodes += parts if parts is not None and parts[0].outputs[0] in env else [n]
+    steps = [n for n in nodes if not all(o in static for o in n.outputs)]
     n_steps = len(steps)
     last: dict[str, int] = {}
     for i, node in enumerate(steps):
@@ -484,6 +503,10 @@ class _Program:
             scratch_of[i] = (specs, [bucket.view(r, shape, dtype, f"{k.op_type} scratch")
                                      for r, (shape, dtype, _) in zip(plan.scratch_of.get(i, []), specs)])
         aliases = _input_targets(session, layout, plan, env, scratch_of)
+        for index, spec in enumerate(session.inputs):
+            target = _program_input_target(session, layout, env, scratch_of, spec.name)
+            if target is not None:  # the input is copied straight to where its only reader wants it
+                bound[spec.name] = self.input_views[index] = target
         for i, node in enumerate(layout.steps):
             k = node.kernel
             ins = [bound[n] if n else None for n in node.inputs]
@@ -513,15 +536,24 @@ class _Program:
         bucket.owner = self
 
     def run(self, arrays: Any, copy: bool) -> list[np.ndarray]:
+        # (the batch-1 latency of a small model is a few dozen numpy calls: this loop is kept to the bare minimum,
+        # one input and one output without a zip or a comprehension)
         if self.bucket.owner is not self:
             for init in self.init_steps:
                 init()
             self.bucket.owner = self
-        for view, a in zip(self.input_views, arrays):
-            np.copyto(view, a)
+        views = self.input_views
+        if len(views) == 1:
+            np.copyto(views[0], arrays[0])
+        else:
+            for view, a in zip(views, arrays):
+                np.copyto(view, a)
         for step in self.steps:
             step()
-        return [o.copy() for o in self.outputs] if copy else self.outputs
+        outputs = self.outputs
+        if not copy:
+            return outputs
+        return [outputs[0].copy()] if len(outputs) == 1 else [o.copy() for o in outputs]
 
 
 def _input_targets(session: Session, layout: _Layout, plan: Plan, env: dict[str, Any],
@@ -558,6 +590,30 @@ def _input_targets(session: Session, layout: _Layout, plan: Plan, env: dict[str,
         if target is not None and target.shape == env[v].shape and target.dtype == env[v].dtype:
             aliases[v] = target
     return aliases
+
+
+def _program_input_target(session: Session, layout: _Layout, env: dict[str, Any],
+                          scratch_of: dict[int, tuple[list[Any], list[np.ndarray]]], name: str
+                          ) -> np.ndarray | None:
+    """Where the program may copy model input ``name`` instead of its arena buffer.
+    When the input's only reader reads it as its first input and copies it on every call into a persistent buffer
+    (``Kernel.input_target``: a padded convolution's interior), the program's own input copy (a ``np.copyto``, which
+    writes any strides) writes there directly and the reader skips its copy. Not for an input that is also an
+    output."""
+    if name in session.output_names:
+        return None
+    readers = [(i, node) for i, node in enumerate(layout.steps) if name in node.inputs]
+    if len(readers) != 1:
+        return None
+    i, node = readers[0]
+    if i in layout.views or i in layout.inplace or node.inputs[0] != name or node.inputs.count(name) != 1:
+        return None
+    ins = [env[n] if n else None for n in node.inputs]
+    scratch = scratch_of[i][1]
+    target = node.kernel.input_target(ins, scratch)
+    if target is None or target.shape != env[name].shape or target.dtype != env[name].dtype:
+        return None
+    return target
 
 
 def _copy_step(k: Kernel, ins: list[Any], outs: list[np.ndarray]) -> Any:
