@@ -1,0 +1,695 @@
+"""The exercises of the teaching notebooks, one checker each.
+
+Every checker compares the learner's function with tinygrad_nb itself (autograd in float64, ``gradcheck``,
+``optim.Adam``, ``F.conv2d``, ...) on hidden cases chosen to expose the usual mistakes, and when a value is wrong it
+tests the known wrong answers (a swapped gradient, a sum for a mean, statistics from the test rows, ...) to say
+*which* mistake it is. ``tests/test_exercises.py`` runs each notebook's solution (it must pass) and one known wrong
+answer per exercise (it must get its hint).
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+
+from .. import autograd
+from ..tensor import Tensor
+from .core import Trial, close, exercise, fmt
+
+F64 = "float64"
+
+
+def _t(x: Any, requires_grad: bool = False, dtype: str = F64) -> Tensor:
+    return Tensor(np.array(x, dtype=dtype), requires_grad=requires_grad)
+
+
+def _rng(seed: int) -> np.random.Generator:
+    return np.random.default_rng(seed)
+
+
+# == 00 autograd from scratch =======================================================================================
+def _scalar_grads(build: Any, *values: float, grad: float) -> list[float]:
+    """d(grad * build(*xs))/dxs by tinygrad_nb's autograd in float64."""
+    xs = [_t(v, requires_grad=True) for v in values]
+    (build(*xs) * grad).backward()
+    return [float(x.grad.item()) for x in xs]
+
+
+def _chain_rule_hint(op: str, g: float) -> str:
+    return (f"with out.grad = {fmt(g)} your gradient lacks that factor: the local derivative of {op} must be "
+            "multiplied by out.grad, the gradient arriving from above (the chain rule)")
+
+
+@exercise("mul_backward", "00_autograd_from_scratch", "the backward of out = a * b",
+          "mul_backward(a, b, out_grad) -> (grad_a, grad_b)")
+def check_mul_backward(fn: Any, trial: Trial) -> None:
+    cases = [(2.0, -3.0, 1.0), (0.5, 4.0, 3.0), (-1.5, -2.0, -0.5)]
+    with trial.stage("returns a pair (grad_a, grad_b) of numbers"):
+        out = trial.call(2.0, -3.0, 1.0, what="a=2, b=-3, out_grad=1")
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            trial.fail(f"{trial.name} should return two numbers (grad_a, grad_b); got {type(out).__name__}")
+        for v, what in zip(out, ("grad_a", "grad_b")):
+            trial.number(v, what)
+    with trial.stage(f"both gradients vs tinygrad_nb's autograd on {len(cases)} cases, out_grad != 1 included"):
+        for a, b, g in cases:
+            da, db = (trial.number(v, n) for v, n in zip(trial.call(a, b, g, what=f"a={a}"), ("grad_a", "grad_b")))
+            ra, rb = _scalar_grads(lambda x, y: x * y, a, b, grad=g)
+            if close([da, db], [ra, rb]):
+                continue
+            if close([da, db], [rb, ra]):
+                trial.fail("grad_a and grad_b are swapped round: out = a * b changes by b for each unit of a, so the "
+                           "gradient reaching a is made of the *other* factor")
+            if g != 1 and close([da, db], [ra / g, rb / g]):
+                trial.fail(_chain_rule_hint("a * b", g))
+            trial.fail(f"for a={fmt(a)}, b={fmt(b)}, out_grad={fmt(g)} you return ({fmt(da)}, {fmt(db)}); autograd "
+                       f"gives ({fmt(ra)}, {fmt(rb)})")
+
+
+@exercise("tanh_backward", "00_autograd_from_scratch", "the backward of out = tanh(x)",
+          "tanh_backward(x, out, out_grad) -> grad_x")
+def check_tanh_backward(fn: Any, trial: Trial) -> None:
+    cases = [(0.5, 1.0), (-1.2, 2.0), (0.0, -0.5), (2.0, 3.0), (25.0, 1.0), (-400.0, 1.0), (800.0, 2.0)]
+    with trial.stage(f"vs tinygrad_nb's autograd at {len(cases)} points, saturated ones (x = 25, -400, 800) "
+                     "included"):
+        for x, g in cases:
+            out = math.tanh(x)
+            try:
+                got = fn(x, out, g)
+            except OverflowError:
+                trial.fail(f"overflows for x = {fmt(x)}: exp or cosh of a large |x| (or its square) does not fit in a "
+                           "float; write the derivative in terms of out, which is already tanh(x) and never "
+                           "overflows")
+            except Exception as e:  # noqa: BLE001
+                trial.fail(f"{trial.name} raised {type(e).__name__} for x={fmt(x)}: {e}")
+            got = trial.number(got, "grad_x")
+            (ref,) = _scalar_grads(lambda t: t.tanh(), x, grad=g)
+            if close(got, ref, atol=1e-12):
+                continue
+            if not math.isfinite(got):
+                trial.fail(f"gives {fmt(got)} for x = {fmt(x)} where tanh is flat (the gradient is ~0): an overflow "
+                           "inside your formula; write it in terms of out = tanh(x)")
+            if close(got, (1 - x * x) * g):
+                trial.fail("you used x where the formula needs tanh(x): d tanh(x)/dx = 1 - tanh(x)**2, and out "
+                           "already holds tanh(x)")
+            if g != 1 and close(got * g, ref, atol=1e-12):
+                trial.fail(_chain_rule_hint("tanh", g))
+            trial.fail(f"for x={fmt(x)}, out_grad={fmt(g)} you return {fmt(got)}; autograd gives {fmt(ref)}")
+
+
+@exercise("pow_backward", "00_autograd_from_scratch", "the backward of out = x ** n (n a constant)",
+          "pow_backward(x, n, out_grad) -> grad_x")
+def check_pow_backward(fn: Any, trial: Trial) -> None:
+    cases = [(3.0, 2, 1.0), (2.0, 3, 0.5), (-1.5, 3, 2.0), (4.0, 0.5, 1.0), (2.0, -1, 1.0), (0.0, 2, 1.0),
+             (5.0, 0, 1.0)]
+    with trial.stage(f"vs tinygrad_nb's autograd for {len(cases)} exponents (2, 3, 0.5, -1, 0), x = 0 included"):
+        for x, n, g in cases:
+            got = trial.number(trial.call(x, n, g, what=f"x={fmt(x)}, n={n}"), "grad_x")
+            (ref,) = _scalar_grads(lambda t, n=n: t ** n, x, grad=g)
+            if close(got, ref, atol=1e-12):
+                continue
+            if close(got, n * x ** n * g) and not close(ref, n * x ** n * g):
+                trial.fail(f"for x={fmt(x)}, n={n} you return n * x**n (times out_grad): the power rule lowers the "
+                           "exponent by one")
+            if close(got, x ** (n - 1) * g) if x != 0 else False:
+                trial.fail(f"for x={fmt(x)}, n={n} the factor n is missing (the power rule brings the exponent down "
+                           "in front)")
+            if g != 1 and close(got * g, ref, atol=1e-12):
+                trial.fail(_chain_rule_hint("x ** n", g))
+            trial.fail(f"for x={fmt(x)}, n={n}, out_grad={fmt(g)} you return {fmt(got)}; autograd gives {fmt(ref)}")
+
+
+@exercise("adam_step", "00_autograd_from_scratch", "one step of Adam, written by hand",
+          "adam_step(param, grad, m, v, t, lr, betas, eps) -> (param, m, v)")
+def check_adam_step(fn: Any, trial: Trial) -> None:
+    from ..optim import Adam  # noqa: PLC0415
+
+    rng = _rng(1)
+    lr, betas, eps = 0.01, (0.9, 0.999), 1e-8
+    p0 = rng.standard_normal(4)
+    grads = [rng.standard_normal(4) * s for s in (1.0, 0.1, 3.0, 1.0, 0.5)]
+    ref_param = _t(p0, requires_grad=True)
+    opt = Adam([ref_param], lr=lr, betas=betas, eps=eps)
+    p, m, v = p0.copy(), np.zeros(4), np.zeros(4)
+    with trial.stage("returns (param, m, v), arrays of param's shape"):
+        out = trial.call(p.copy(), grads[0].copy(), m.copy(), v.copy(), 1, lr, betas, eps, what="step t=1")
+        if not isinstance(out, (tuple, list)) or len(out) != 3:
+            trial.fail(f"{trial.name} should return three arrays (param, m, v); got {type(out).__name__}")
+        for value, what in zip(out, ("param", "m", "v")):
+            trial.array(value, what, p.shape)
+    with trial.stage(f"param, m and v vs tinygrad_nb.optim.Adam over {len(grads)} steps (t = 1 first), "
+                     "gradients of different scales"):
+        for t, g in enumerate(grads, 1):
+            ref_param.grad = _t(g)
+            opt.step()
+            ref_p = ref_param.detach().numpy().copy()
+            ref_m = betas[0] * m + (1 - betas[0]) * g
+            ref_v = betas[1] * v + (1 - betas[1]) * g * g
+            got = trial.call(p.copy(), g.copy(), m.copy(), v.copy(), t, lr, betas, eps, what=f"step t={t}")
+            got_p, got_m, got_v = (trial.array(x, n, p.shape) for x, n in zip(got, ("param", "m", "v")))
+            if not close(got_m, ref_m):
+                trial.fail(f"at step t={t} m is wrong: m is the running average of the gradients, "
+                           "beta1 * m + (1 - beta1) * grad")
+            if not close(got_v, ref_v):
+                if close(got_v, betas[1] * v + (1 - betas[1]) * np.abs(g)):
+                    trial.fail(f"at step t={t} v averages |grad|; Adam's v averages the squared gradient")
+                trial.fail(f"at step t={t} v is wrong: v is the running average of the squared gradients")
+            if not close(got_p, ref_p, rtol=1e-6, atol=1e-10):
+                moved = float(np.abs(got_p - p).max() / lr)
+                no_correction = p - lr * ref_m / (np.sqrt(ref_v) + eps)
+                if close(got_p, no_correction):
+                    trial.fail(f"at step t={t} your param moved by up to {moved:.2f} x lr; Adam's early steps move "
+                               "by about lr: m and v start at 0, so divide them by (1 - beta**t) (bias "
+                               "correction) before using them")
+                if close(got_p, 2 * p - ref_p):
+                    trial.fail("the step goes uphill: subtract the update from param")
+                m_hat, v_hat = ref_m / (1 - betas[0] ** t), ref_v / (1 - betas[1] ** t)
+                if close(got_p, p - lr * m_hat / (v_hat + eps)):
+                    trial.fail("the update divides by v; divide by its square root, so the step does not depend on "
+                               "the gradient's scale")
+                trial.fail(f"at step t={t} param differs from optim.Adam's by up to {np.abs(got_p - ref_p).max():.3g}")
+            p, m, v = ref_p, ref_m, ref_v
+
+
+# == 01 first steps =================================================================================================
+@exercise("mse_grad", "01_first_steps", "the mean squared error and its gradient, by hand",
+          "mse_grad(pred, target) -> (loss, grad)")
+def check_mse_grad(fn: Any, trial: Trial) -> None:
+    rng = _rng(2)
+    cases = [(rng.standard_normal(5), rng.standard_normal(5)),
+             (rng.standard_normal((4, 3)), rng.standard_normal((4, 3)))]
+    with trial.stage("returns (loss, grad): a number and an array of pred's shape"):
+        pred, target = cases[0]
+        out = trial.call(pred.copy(), target.copy(), what="pred of shape (5,)")
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            trial.fail(f"{trial.name} should return (loss, grad); got {type(out).__name__}")
+        trial.number(out[0], "loss")
+        trial.array(out[1], "grad", pred.shape)
+    with trial.stage("loss and gradient vs F.mse_loss and autograd in float64, for 1-D and 2-D inputs"):
+        from ..nn import functional as F  # noqa: PLC0415
+
+        for pred, target in cases:
+            loss, grad = trial.call(pred.copy(), target.copy(), what=f"pred of shape {pred.shape}")
+            loss, grad = trial.number(loss, "loss"), trial.array(grad, "grad", pred.shape)
+            p = _t(pred, requires_grad=True)
+            ref = F.mse_loss(p, _t(target))
+            ref.backward()
+            ref_loss, ref_grad, n = float(ref.item()), p.grad.numpy(), pred.size
+            if not close(loss, ref_loss):
+                if close(loss, ref_loss * n):
+                    trial.hint(f"the loss is {n}x too big for {n} elements: you summed the squared errors; the mean "
+                               "divides by the number of elements")
+                elif pred.ndim == 2 and close(loss, ref_loss * pred.shape[-1]):
+                    trial.hint("the loss averages over rows only; the mean is over all elements")
+                else:
+                    trial.hint(f"the loss for pred of shape {pred.shape} is {fmt(loss)}, F.mse_loss gives "
+                               f"{fmt(ref_loss)}")
+            if not close(grad, ref_grad):
+                if close(grad, -ref_grad):
+                    trial.hint("the gradient has the wrong sign: differentiate with respect to pred, "
+                               "d(pred - target)/dpred = +1")
+                elif close(grad, ref_grad * n):
+                    trial.hint(f"the gradient is {n}x too big: the 1/N of the mean carries into the gradient")
+                elif close(grad, ref_grad / 2):
+                    trial.hint("the gradient is half of autograd's: d(e**2)/de = 2e")
+                else:
+                    trial.hint(f"the gradient for pred of shape {pred.shape} differs from autograd's by up to "
+                               f"{np.abs(grad - ref_grad).max():.3g}")
+            trial.stop_if_failed()
+
+
+@exercise("accuracy", "01_first_steps", "accuracy from logits and labels",
+          "accuracy(logits, labels) -> float")
+def check_accuracy(fn: Any, trial: Trial) -> None:
+    rng = _rng(3)
+    logits = rng.standard_normal((12, 10))
+    labels = logits.argmax(1).copy()
+    labels[[1, 4, 7]] = (labels[[1, 4, 7]] + 1) % 10          # 9 of 12 right
+    cases = [(logits, labels, 9 / 12), (logits[:5], logits[:5].argmax(1), 1.0),
+             (logits[:10], (logits[:10].argmax(1) + 1) % 10, 0.0)]
+    with trial.stage("a fraction in [0, 1] for 3 batches (9 of 12 right, all right, none right)"):
+        for lg, lb, ref in cases:
+            got = trial.number(trial.call(_t(lg, dtype="float32"), _t(lb, dtype="int64"), what=f"{len(lb)} samples",
+                                          on_error="logits are (samples, classes): the prediction of a sample is "
+                                                   "the argmax of its row, over dim 1"), "accuracy")
+            if close(got, ref):
+                continue
+            if close(got, ref * len(lb)):
+                trial.fail(f"got {fmt(got)} for {len(lb)} samples: that is the count of right answers; accuracy is "
+                           "the fraction")
+            if close(got, ref * 100):
+                trial.fail(f"got {fmt(got)}: a percentage; return the fraction (format it with :.1% to print it)")
+            trial.fail(f"got {fmt(got)} for a batch where {ref:.0%} of the predictions are right: the prediction is "
+                       "the class with the largest logit in each row (argmax over dim 1)")
+
+
+# == 03 csv to training =============================================================================================
+@exercise("standardize", "03_csv_to_training", "standardise features without leaking the test rows",
+          "standardize(train, test) -> (train_scaled, test_scaled)")
+def check_standardize(fn: Any, trial: Trial) -> None:
+    rng = _rng(4)
+    train = rng.normal([5.0, -2.0, 100.0], [2.0, 0.5, 30.0], size=(20, 3))
+    test = rng.normal([9.0, -1.0, 60.0], [2.0, 0.5, 30.0], size=(6, 3))  # shifted: leakage changes the numbers
+    with trial.stage("returns two arrays shaped like train and test"):
+        out = trial.call(train.copy(), test.copy(), what="train (20, 3), test (6, 3)")
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            trial.fail(f"{trial.name} should return (train_scaled, test_scaled); got {type(out).__name__}")
+        trial.array(out[0], "train_scaled", train.shape)
+        trial.array(out[1], "test_scaled", test.shape)
+    with trial.stage("both sets scaled with the training rows' mean and std only (either ddof)"):
+        a, b = (trial.array(x, n) for x, n in zip(trial.call(train.copy(), test.copy()), ("train_scaled",
+                                                                                            "test_scaled")))
+        if any(close(a, (train - train.mean(0)) / train.std(0, ddof=d)) and
+               close(b, (test - train.mean(0)) / train.std(0, ddof=d)) for d in (0, 1)):
+            pass
+        else:
+            both = np.concatenate([train, test])
+            if any(close(b, (test - both.mean(0)) / both.std(0, ddof=d)) for d in (0, 1)):
+                trial.fail("the statistics include the test rows (leakage): the test set must stay unseen, so "
+                           "compute mean and std on the training rows only")
+            if any(close(b, (test - test.mean(0)) / test.std(0, ddof=d)) for d in (0, 1)):
+                trial.fail("the test rows are scaled with their own mean and std: use the training rows' statistics "
+                           "for both sets, as the model will for any new row")
+            if abs(a.mean(0)).max() > 1e-9:
+                trial.fail(f"the scaled training columns have means {np.round(a.mean(0), 3).tolist()}; they should "
+                           "be 0: subtract each column's mean (axis 0), not the row's or the whole table's")
+            trial.fail("the scaled columns are not (x - mean) / std with the training rows' per-column statistics")
+    with trial.stage("a constant training column gives finite values"):
+        const = train.copy()
+        const[:, 1] = 3.0
+        a, b = (trial.array(x, n) for x, n in zip(trial.call(const, test.copy(), what="a constant column"),
+                                                    ("train_scaled", "test_scaled")))
+        trial.finite(np.concatenate([a, b]), "with a constant training column the result",
+                     "its std is 0; keep such a column finite (for example divide by 1 where the std is 0)")
+
+
+@exercise("confusion_matrix", "03_csv_to_training", "a confusion matrix: which classes are mistaken for which",
+          "confusion_matrix(predicted, true, n_classes) -> array")
+def check_confusion_matrix(fn: Any, trial: Trial) -> None:
+    predicted = np.array([0, 2, 1, 2, 2, 0, 1, 1, 2, 0])
+    true = np.array([0, 1, 1, 2, 2, 0, 2, 1, 2, 1])
+    ref = np.zeros((4, 4), dtype=np.int64)
+    np.add.at(ref, (true, predicted), 1)                  # rows: the true class, columns: the prediction
+    with trial.stage("an (n_classes, n_classes) array of counts, a class that never occurs included"):
+        got = trial.array(trial.call(predicted.copy(), true.copy(), 4, what="10 samples, 4 classes"), "the matrix")
+        if got.shape == (3, 3):
+            trial.fail("the matrix is 3x3 for n_classes=4: class 3 never occurs here but still gets its row and "
+                       "column (size the matrix from n_classes, not from the values seen)")
+        got = trial.array(got, "the matrix", (4, 4))
+    with trial.stage("counts vs the reference: rows are the true class, columns the prediction (as scikit-learn)"):
+        if close(got, ref):
+            return
+        if close(got, ref.T):
+            trial.fail("the matrix is transposed: row i should hold the samples whose *true* class is i, and "
+                       "column j those predicted as j")
+        if close(got, ref / ref.sum()) or close(got, ref / np.maximum(ref.sum(1, keepdims=True), 1)):
+            trial.fail("these are fractions; the matrix holds counts (normalise it when you print it, if you like)")
+        if close(got.sum(), len(true)) is False:
+            trial.fail(f"the counts add up to {fmt(got.sum())}, not to the {len(true)} samples: each sample adds 1 "
+                       "to exactly one cell")
+        trial.fail("the counts are in the wrong cells: sample k adds 1 at row true[k], column predicted[k]")
+
+
+@exercise("softplus_backward", "06_custom_layer_and_op", "the backward of softplus with a beta, stable for any x",
+          "softplus_backward(x, beta, grad) -> grad_x")
+def check_softplus_backward(fn: Any, trial: Trial) -> None:
+    x = np.array([-800.0, -30.0, -1.5, 0.0, 0.7, 2.0, 30.0, 800.0])
+    g = np.array([1.0, 2.0, -0.5, 1.5, 3.0, -1.0, 0.5, 2.0])
+    with trial.stage("an array shaped like x"):
+        trial.array(trial.call(x[2:6].copy(), 2.0, g[2:6].copy(), what="x of shape (4,)"), "grad_x", (4,))
+    with trial.stage("vs tinygrad_nb's autograd for beta = 1, 2 and 0.5 (x in [-1.5, 2])"):
+        for beta in (1.0, 2.0, 0.5):
+            xs, gs = x[2:6], g[2:6]
+            xt = _t(xs, requires_grad=True)
+            ((1 + (xt * beta).exp()).log() / beta * _t(gs)).sum().backward()
+            got = trial.array(trial.call(xs.copy(), beta, gs.copy(), what=f"beta={beta}"), "grad_x", xs.shape)
+            ref = xt.grad.numpy()
+            if close(got, ref):
+                continue
+            if beta != 1 and close(got, gs / (1 + np.exp(-xs))):
+                trial.fail(f"with beta={fmt(beta)} your gradient is sigmoid(x): the beta belongs inside, "
+                           "sigmoid(beta * x) (with beta = 1 the two agree, which is why gradcheck needs beta != 1)")
+            if beta != 1 and close(got, ref * beta):
+                trial.fail(f"with beta={fmt(beta)} your gradient is beta times too large: the chain rule's beta "
+                           "cancels the 1/beta in front of the log")
+            if close(got * gs, ref) and not close(gs, 1):
+                trial.fail("multiply by grad, the gradient arriving from above (the chain rule)")
+            trial.fail(f"for beta={fmt(beta)} your gradient differs from autograd's by up to "
+                       f"{np.abs(got - ref).max():.3g}")
+    with trial.stage("finite and right for x = +-30 and +-800"):
+        got = trial.array(trial.call(x.copy(), 1.0, g.copy(), what="x up to +-800"), "grad_x", x.shape)
+        ref = g * np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
+        trial.finite(got, "for x = +-800 the gradient", "exp(800) overflows: write the sigmoid so that exp only "
+                     "sees -|x| (or use 1 / (1 + exp(-x)), which tends to 0 and 1 without dividing inf by inf)")
+        if not close(got, ref, atol=1e-12):
+            trial.fail(f"for large |x| the gradient differs from sigmoid(x) * grad by up to "
+                       f"{np.abs(got - ref).max():.3g}")
+
+
+# == 06 custom layer and op =========================================================================================
+def _layernorm_forward(x: np.ndarray, w: np.ndarray, b: np.ndarray, eps: float) -> np.ndarray:
+    mean = x.mean(-1, keepdims=True)
+    return (x - mean) / np.sqrt(x.var(-1, keepdims=True) + eps) * w + b
+
+
+@exercise("layernorm_backward", "06_custom_layer_and_op", "the backward of LayerNorm, checked by gradcheck",
+          "layernorm_backward(x, weight, grad_out, eps) -> (grad_x, grad_weight, grad_bias)")
+def check_layernorm_backward(fn: Any, trial: Trial) -> None:
+    from ..nn import functional as F  # noqa: PLC0415
+
+    rng = _rng(5)
+    x = rng.standard_normal((4, 6)) * 2 + 1
+    x[2] = 0.3 + 1e-3 * rng.standard_normal(6)       # a row of variance ~1e-6: eps matters there
+    w, b, eps = rng.standard_normal(6), rng.standard_normal(6), 1e-5
+    g = rng.standard_normal((4, 6))
+    with trial.stage("returns (grad_x, grad_weight, grad_bias) shaped like x, weight and bias"):
+        out = trial.call(x.copy(), w.copy(), g.copy(), eps, what="x of shape (4, 6)")
+        if not isinstance(out, (tuple, list)) or len(out) != 3:
+            trial.fail(f"{trial.name} should return three arrays (grad_x, grad_weight, grad_bias); got "
+                       f"{type(out).__name__}")
+        for value, what, shape in zip(out, ("grad_x", "grad_weight", "grad_bias"), (x.shape, w.shape, w.shape)):
+            if np.asarray(value).shape == (x.shape[0],) + shape[-1:] and shape == w.shape:
+                trial.fail(f"{what} has shape {np.asarray(value).shape}: one row per sample; the weight is shared by "
+                           "all rows, so its gradient adds up their contributions (sum over dim 0)")
+            trial.array(value, what, shape)
+    with trial.stage("all three gradients vs autograd through F.layer_norm in float64 (a row of variance 1e-6 "
+                     "included)"):
+        xt, wt, bt = _t(x, True), _t(w, True), _t(b, True)
+        (F.layer_norm(xt, 6, wt, bt, eps) * _t(g)).sum().backward()
+        dx, dw, db = (trial.array(v, n) for v, n in zip(trial.call(x.copy(), w.copy(), g.copy(), eps),
+                                                         ("grad_x", "grad_weight", "grad_bias")))
+        if not close(db, bt.grad.numpy()):
+            trial.hint("grad_bias is wrong: bias is added to every row, so it collects grad_out from all of them")
+        if not close(dw, wt.grad.numpy()):
+            trial.hint("grad_weight is wrong: weight multiplies the *normalised* x, row by row")
+        if not close(dx, xt.grad.numpy(), rtol=1e-6, atol=1e-8):
+            constant_stats = g * w / np.sqrt(x.var(-1, keepdims=True) + eps)
+            x0 = _t(x, True)
+            (F.layer_norm(x0, 6, _t(w), _t(b), 0.0) * _t(g)).sum().backward()
+            if close(dx, constant_stats):
+                trial.hint("grad_x treats the mean and the variance as constants, but both depend on every x of "
+                           "the row (check: the true grad_x sums to 0 over each row, yours does not)")
+            elif close(dx, x0.grad.numpy(), rtol=1e-6, atol=1e-8):
+                trial.hint("grad_x is wrong only for the row of tiny variance (~1e-6): eps must enter the backward "
+                           "exactly where it enters the forward, inside the square root")
+            else:
+                trial.hint(f"grad_x differs from autograd's by up to {np.abs(dx - xt.grad.numpy()).max():.3g}")
+        trial.stop_if_failed()
+    with trial.stage("tg.gradcheck (finite differences, float64) of a tg.Function using your backward"):
+
+        class LayerNormByHand(autograd.Function):
+            @staticmethod
+            def forward(ctx: Any, x: Any, w: Any, b: Any) -> Any:
+                ctx.save_for_backward(x, w)
+                return _layernorm_forward(x, w, b, eps)
+
+            @staticmethod
+            def backward(ctx: Any, grad: Any) -> Any:
+                x, w = ctx.saved_tensors
+                return tuple(np.asarray(v, dtype=np.float64) for v in fn(x.copy(), w.copy(), grad.copy(), eps))
+
+        try:
+            autograd.gradcheck(LayerNormByHand.apply, [_t(x[:3]), _t(w), _t(b)])
+        except autograd.GradcheckError as e:
+            trial.fail(f"tg.gradcheck disagrees: {e}")
+
+
+# == 07 gradients and activations ===================================================================================
+@exercise("dead_unit_fraction", "07_gradients_and_activations", "the fraction of dead ReLU units (not sparsity)",
+          "dead_unit_fraction(acts) -> float")
+def check_dead_unit_fraction(fn: Any, trial: Trial) -> None:
+    rng = _rng(6)
+    acts = np.maximum(rng.standard_normal((16, 10)), 0)   # about half the entries are 0
+    acts[:, [2, 5, 7]] = 0                                # 3 dead units of 10
+    acts[4] = 0                                           # one sample where every unit is off
+    alive = np.maximum(rng.standard_normal((8, 5)), 0) + np.eye(8, 5)  # every unit fires at least once
+    cases = [(acts, 0.3), (alive, 0.0), (np.zeros((3, 4)), 1.0)]
+    with trial.stage("the fraction of units that are 0 for every sample, on 3 batches (0%, 30% and 100% dead)"):
+        for a, ref in cases:
+            got = trial.number(trial.call(a.copy(), what=f"acts of shape {a.shape}"), "fraction")
+            if close(got, ref):
+                continue
+            if close(got, (a == 0).mean()):
+                trial.fail(f"got {fmt(got)} = the fraction of entries that are 0 (sparsity, {a.size} entries); a "
+                           "unit is dead when its column is 0 for *every* sample")
+            if close(got, (a == 0).all(1).mean()):
+                trial.fail(f"got {fmt(got)}: the fraction of samples (rows) where every unit is 0; units are the "
+                           "columns (dim 1), so reduce over the samples (dim 0)")
+            if close(got, ref * a.shape[1]):
+                trial.fail(f"got {fmt(got)}: the number of dead units; return the fraction of the {a.shape[1]} units")
+            trial.fail(f"got {fmt(got)} for acts of shape {a.shape} where {ref:.0%} of the units are dead")
+
+
+@exercise("clip_grad_norm", "07_gradients_and_activations", "clip the gradients by their joint norm",
+          "clip_grad_norm(grads, max_norm) -> (clipped_grads, total_norm)")
+def check_clip_grad_norm(fn: Any, trial: Trial) -> None:
+    from ..nn import Parameter  # noqa: PLC0415
+    from ..nn.utils import clip_grad_norm_  # noqa: PLC0415
+
+    rng = _rng(10)
+    big = [rng.standard_normal((3, 4)) * 2, rng.standard_normal(4) * 0.1, rng.standard_normal((2, 2)) * 5]
+    small = [a * 1e-3 for a in big]
+
+    def reference(grads: list[np.ndarray], max_norm: float) -> tuple[list[np.ndarray], float]:
+        params = [Parameter(_t(np.zeros_like(a))) for a in grads]
+        for p, a in zip(params, grads):
+            p.grad = _t(a)
+        total = float(clip_grad_norm_(params, max_norm).item())
+        return [p.grad.numpy() for p in params], total
+
+    with trial.stage("returns (a list of arrays shaped like grads, a number)"):
+        out = trial.call([a.copy() for a in big], 1.0, what="three gradients, max_norm=1")
+        if not isinstance(out, (tuple, list)) or len(out) != 2:
+            trial.fail(f"{trial.name} should return (clipped_grads, total_norm); got {type(out).__name__}")
+        if len(out[0]) != len(big):
+            trial.fail(f"{len(out[0])} clipped gradients for {len(big)} inputs")
+        for a, b in zip(out[0], big):
+            trial.array(a, "a clipped gradient", b.shape)
+        trial.number(out[1], "total_norm")
+    with trial.stage("vs nn.utils.clip_grad_norm_ for gradients above and below max_norm"):
+        for grads, what in ((big, "gradients with a joint norm of ~11, max_norm=1"),
+                            (small, "gradients with a joint norm of ~0.01, max_norm=1")):
+            clipped, total = trial.call([a.copy() for a in grads], 1.0, what=what)
+            clipped = [trial.array(a, "a clipped gradient", b.shape) for a, b in zip(clipped, grads)]
+            total = trial.number(total, "total_norm")
+            ref, ref_total = reference(grads, 1.0)
+            joint = math.sqrt(sum(float((a * a).sum()) for a in grads))
+            if not close(total, ref_total, rtol=1e-6):
+                if close(total, math.sqrt(sum(float((a * a).sum()) for a in clipped))):
+                    trial.fail("total_norm is the norm *after* clipping; return the norm before (what you would "
+                               "log to see how large the gradients were)")
+                trial.fail(f"total_norm is {fmt(total)}, the joint 2-norm of all gradients is {fmt(ref_total)}")
+            if all(close(a, b, rtol=1e-6, atol=1e-12) for a, b in zip(clipped, ref)):
+                continue
+            if joint < 1 and not all(close(a, b) for a, b in zip(clipped, grads)):
+                trial.fail("gradients below max_norm were rescaled: clipping only ever shrinks, it never scales up")
+            per_tensor = [a * min(1.0, 1.0 / (np.linalg.norm(a) + 1e-6)) for a in grads]
+            if all(close(a, b, rtol=1e-5) for a, b in zip(clipped, per_tensor)):
+                trial.fail("each gradient was clipped by its own norm; clip_grad_norm uses the joint norm of all "
+                           "of them, so the direction of the whole update is kept")
+            trial.fail(f"for {what} the clipped gradients differ from clip_grad_norm_'s")
+
+
+# == 11 NaN hunting =================================================================================================
+def _tensor_out(trial: Trial, out: Any, shape: tuple[int, ...], what: str) -> Tensor:
+    if not isinstance(out, Tensor):
+        trial.fail(f"{trial.name} should return a tinygrad_nb Tensor (so autograd can differentiate it); got "
+                   f"{type(out).__name__}")
+    if tuple(out.shape) != tuple(shape):
+        trial.fail(f"{what} has shape {tuple(out.shape)}, expected {tuple(shape)}")
+    return out
+
+
+def _overflow_hints(trial: Trial, got: np.ndarray, rows: np.ndarray) -> None:
+    """Hints for non-finite results on the rows of float32 logits ``rows`` (``got``: one result row per row)."""
+    bad = ~np.isfinite(got.reshape(len(rows), -1)).all(axis=-1)
+    if not bad.any():
+        return
+    first = rows[bad][0]
+    if first.max() - first.min() < 1000 and first.max() >= 89:
+        trial.fail(f"overflows for logits >= 89 (row {fmt(list(first))} gives {_nonfinite(got[bad][0])}): exp(89) is "
+                   "beyond float32's largest number 3.4e38; subtract each row's max before exp (the result does not "
+                   "change)")
+    trial.fail(f"row {fmt(list(first))} gives {_nonfinite(got[bad][0])}: exp of a logit 1e4 below the row's max "
+               "underflows to 0 and log(0) = -inf; stay in log space (subtract the log of the sum of exps) instead "
+               "of taking the log of a softmax")
+
+
+def _nonfinite(row: np.ndarray) -> str:
+    return "NaN" if np.isnan(row).any() else "-inf" if np.isneginf(row).any() else "inf"
+
+
+@exercise("log_softmax", "11_nan_hunting", "a numerically stable log_softmax over the last dim",
+          "log_softmax(x) -> Tensor")
+def check_log_softmax(fn: Any, trial: Trial) -> None:
+    from ..nn import functional as F  # noqa: PLC0415
+
+    rng = _rng(7)
+    with trial.stage("values vs F.log_softmax in float64 for shapes (4, 4), (3, 5), (5,) and (2, 3, 4)"):
+        for shape in [(4, 4), (3, 5), (5,), (2, 3, 4)]:
+            x = rng.standard_normal(shape) * 3
+            got = _tensor_out(trial, trial.call(_t(x), what=f"x of shape {shape}", on_error=(
+                "a reduction over the last dim drops that dim, so its result no longer lines up with x; keep it "
+                "with keepdim=True")), shape, "the result")
+            got = got.detach().numpy().astype(np.float64)
+            ref = F.log_softmax(_t(x), -1).numpy()
+            if close(got, ref, atol=1e-10):
+                continue
+            if close(np.exp(got), np.exp(ref)) is False and close(got, np.exp(ref)):
+                trial.fail("you return the softmax (probabilities); take its log, or better compute the log directly")
+            if len(shape) >= 2 and close(got, F.log_softmax(_t(x), 0).numpy()):
+                trial.fail(f"normalised over dim 0 for shape {shape}: the classes are the last dim, so exp of each "
+                           "row (dim -1) should sum to 1")
+            lse = np.log(np.exp(x).sum(-1))
+            if len(shape) == 2 and shape[0] == shape[1] and close(got, x - lse[None, :]):
+                trial.fail(f"for a square input {shape} the per-row statistic broadcast along the wrong dim: a "
+                           f"{lse.shape}-shaped result of a reduction lines up with the last dim; keep the reduced "
+                           "dim (keepdim=True)")
+            trial.fail(f"values for x of shape {shape} differ from F.log_softmax by up to "
+                       f"{np.nanmax(np.abs(got - ref)):.3g}")
+    with trial.stage("float32 logits of 89, 1e4 and -1e4 give finite, right values"):
+        rows = np.array([[89.0, 0.0, -1.0], [1e4, 0.0, -1e4], [-1e4, 0.0, 1.0], [0.5, 0.25, 0.0]], dtype=np.float32)
+        got_t = _tensor_out(trial, trial.call(_t(rows, dtype="float32"), what="float32 logits up to 1e4"),
+                            rows.shape, "the result")
+        if str(got_t.dtype) != "float32":
+            trial.fail(f"float32 input gave a {got_t.dtype} result: keep the input's dtype")
+        got = got_t.detach().numpy().astype(np.float64)
+        _overflow_hints(trial, got, rows)
+        ref = F.log_softmax(_t(rows.astype(np.float64)), -1).numpy()
+        if not close(got, ref, rtol=1e-5, atol=1e-4):
+            trial.fail(f"large float32 logits give values off by up to {np.abs(got - ref).max():.3g}")
+    with trial.stage("tg.gradcheck in float64 (the gradient flows through your ops)"):
+        x = _t(rng.standard_normal((3, 5)))
+        probe = fn(_t(x.numpy(), requires_grad=True))
+        if not probe.requires_grad:
+            trial.fail("the result does not require grad: it was computed outside autograd (numpy, .item(), "
+                       ".detach() or .data); use Tensor operations only")
+        try:
+            autograd.gradcheck(fn, [x])
+        except autograd.GradcheckError as e:
+            trial.fail(f"tg.gradcheck disagrees: {e}")
+
+
+@exercise("cross_entropy", "11_nan_hunting", "a numerically stable cross-entropy from logits",
+          "cross_entropy(logits, target) -> Tensor")
+def check_cross_entropy(fn: Any, trial: Trial) -> None:
+    from ..nn import functional as F  # noqa: PLC0415
+
+    rng = _rng(8)
+    with trial.stage("the mean loss vs F.cross_entropy in float64 for batches of 1, 4 and 6 samples"):
+        for n, c in [(4, 3), (1, 5), (6, 6)]:
+            x, y = rng.standard_normal((n, c)) * 2, rng.integers(0, c, n)
+            got = _tensor_out(trial, trial.call(_t(x), _t(y, dtype="int64"), what=f"logits of shape {(n, c)}"), (),
+                              "the loss")
+            got_v, ref = float(got.detach().item()), float(F.cross_entropy(_t(x), _t(y, dtype="int64")).item())
+            if close(got_v, ref):
+                continue
+            if close(got_v, -ref):
+                trial.fail("the loss is negative: cross-entropy is minus the log-probability of the right class")
+            if n > 1 and close(got_v, ref * n):
+                trial.fail(f"the loss is {n}x too big for a batch of {n}: average over the samples, not sum")
+            logp = F.log_softmax(_t(x), -1).numpy()
+            if close(got_v, -logp.mean()):
+                trial.fail("you average the log-probabilities of every class; only the target class of each row "
+                           "counts (index row i at column target[i])")
+            trial.fail(f"for logits of shape {(n, c)} the loss is {fmt(got_v)}, F.cross_entropy gives {fmt(ref)}")
+    with trial.stage("float32 logits of 89 and 1e4 give a finite, right loss"):
+        rows = np.array([[89.0, 0.0, -1.0], [1e4, 0.0, -1e4], [-1e4, 0.0, 1.0]], dtype=np.float32)
+        y = np.array([1, 0, 0])
+        per_row = np.array([float(_tensor_out(trial, trial.call(_t(row[None], dtype="float32"),
+                                                                _t(target[None], dtype="int64"),
+                                                                what=f"float32 logits {fmt(list(row))}"),
+                                              (), "the loss").detach().item()) for row, target in zip(rows, y)])
+        _overflow_hints(trial, per_row, rows)
+        got = _tensor_out(trial, trial.call(_t(rows, dtype="float32"), _t(y, dtype="int64"),
+                                            what="float32 logits up to 1e4"), (), "the loss")
+        value = float(got.detach().item())
+        ref = float(F.cross_entropy(_t(rows.astype(np.float64)), _t(y, dtype="int64")).item())
+        if not close(value, ref, rtol=1e-5):
+            trial.fail(f"with large float32 logits the loss is {fmt(value)}, F.cross_entropy gives {fmt(ref)}")
+    with trial.stage("tg.gradcheck in float64 with respect to the logits"):
+        x, y = _t(rng.standard_normal((4, 3))), _t(rng.integers(0, 3, 4), dtype="int64")
+        if not fn(_t(x.numpy(), requires_grad=True), y).requires_grad:
+            trial.fail("the loss does not require grad: it was computed outside autograd (numpy, .item(), "
+                       ".detach() or .data); use Tensor operations only")
+        try:
+            autograd.gradcheck(lambda logits: fn(logits, y), [x])
+        except autograd.GradcheckError as e:
+            trial.fail(f"tg.gradcheck disagrees: {e}")
+
+
+# == 18 convolution =================================================================================================
+@exercise("conv_output_size", "18_convolution", "the output size of a convolution",
+          "conv_output_size(size, kernel, stride, padding) -> int")
+def check_conv_output_size(fn: Any, trial: Trial) -> None:
+    from ..nn import functional as F  # noqa: PLC0415
+
+    cases = [(8, 3, 1, 0), (8, 3, 1, 1), (8, 3, 2, 1), (7, 3, 2, 0), (28, 5, 1, 2), (8, 8, 1, 0), (9, 2, 3, 0)]
+    with trial.stage(f"vs the output width of F.conv2d for {len(cases)} (size, kernel, stride, padding), odd "
+                     "sizes with stride > 1 included"):
+        for size, k, s, p in cases:
+            what = f"size={size}, kernel={k}, stride={s}, padding={p}"
+            got = trial.call(size, k, s, p, what=what)
+            ref = F.conv2d(_t(np.zeros((1, 1, 1, size))), _t(np.zeros((1, 1, 1, k))), stride=(1, s),
+                           padding=(0, p)).shape[-1]
+            if isinstance(got, float) and not float(got).is_integer():
+                trial.fail(f"got {fmt(got)} for {what}: a size is a whole number; a window that does not fit is "
+                           "dropped (round down)")
+            got = trial.number(got, "the size")
+            if got == ref:
+                continue
+            if got == (size + p - k) // s + 1:
+                trial.fail(f"wrong for {what}: padding adds p pixels on *both* sides")
+            if got == (size + 2 * p - k) // s:
+                trial.fail(f"one short for {what}: count the window at position 0 as well")
+            trial.fail(f"got {fmt(got)} for {what}; F.conv2d's output is {ref} wide")
+
+
+@exercise("conv2d", "18_convolution", "a convolution layer with loops or im2col, by hand",
+          "conv2d(x, weight) -> out")
+def check_conv2d(fn: Any, trial: Trial) -> None:
+    from ..nn import functional as F  # noqa: PLC0415
+
+    rng = _rng(9)
+    x, w = rng.standard_normal((2, 3, 6, 5)), rng.standard_normal((4, 3, 3, 2))   # a non-square kernel
+    ref = F.conv2d(_t(x), _t(w)).numpy()
+    with trial.stage("the output shape (N, C_out, H - kh + 1, W - kw + 1) for a non-square kernel"):
+        out = trial.call(x.copy(), w.copy(), what="x (2, 3, 6, 5), weight (4, 3, 3, 2)")
+        got = trial.array(out, "the output")
+        if got.shape != ref.shape:
+            if got.shape == (2, 4, 6 - 2 + 1, 5 - 3 + 1):
+                trial.fail(f"shape {got.shape}, expected {ref.shape}: the kernel's height (dim 2) runs along the "
+                           "image's height (dim 2), its width along the width")
+            trial.fail(f"the output has shape {got.shape}, expected {ref.shape} (batch, out channels, rows, columns)")
+    with trial.stage("values vs F.conv2d in float64"):
+        got = trial.array(trial.call(x.copy(), w.copy()), "the output", ref.shape)
+        if not close(got, ref, atol=1e-10):
+            if close(got, F.conv2d(_t(x), _t(w[:, :, ::-1, ::-1].copy())).numpy()):
+                trial.fail("you flipped the kernel: that is the textbook convolution; deep learning's conv2d is a "
+                           "cross-correlation, weight[i, j] meets x[row + i, col + j]")
+            if close(got, F.conv2d(_t(x[:, :1]), _t(w[:, :1])).numpy()):
+                trial.fail("only input channel 0 is used: each output channel sums over every input channel")
+            trial.fail(f"values differ from F.conv2d by up to {np.abs(got - ref).max():.3g}")
+
+
+@exercise("init_std", "18_convolution", "the initialisation scale that keeps activations steady (He / Xavier)",
+          "init_std(fan_in, nonlinearity) -> float")
+def check_init_std(fn: Any, trial: Trial) -> None:
+    from ..nn import init  # noqa: PLC0415
+
+    cases = [(64, "relu"), (9, "relu"), (64, "tanh"), (300, "linear")]
+    with trial.stage("vs nn.init.calculate_gain(...) / sqrt(fan_in) for relu, tanh and linear layers"):
+        for fan_in, nl in cases:
+            got = trial.number(trial.call(fan_in, nl, what=f"fan_in={fan_in}, '{nl}'"), "the std")
+            ref = init.calculate_gain(nl) / math.sqrt(fan_in)
+            if close(got, ref):
+                continue
+            gain = init.calculate_gain(nl)
+            if close(got, gain / fan_in):
+                trial.fail(f"for fan_in={fan_in} the std falls like 1/fan_in: the variance of a sum of fan_in terms "
+                           "grows like fan_in, so the std must shrink like 1/sqrt(fan_in)")
+            if close(got, 1 / math.sqrt(fan_in)) and gain != 1:
+                trial.fail(f"for '{nl}' the gain is missing: " + (
+                    "ReLU zeroes half its inputs and so halves the variance, which the gain sqrt(2) gives back"
+                    if nl == "relu" else "tanh squashes its inputs, and its gain 5/3 compensates"))
+            trial.fail(f"for fan_in={fan_in}, '{nl}' you return {fmt(got)}, nn.init expects {fmt(ref)}")
