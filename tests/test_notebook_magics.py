@@ -69,7 +69,7 @@ def test_help_lists_every_magic(shell: Any, capsys: pytest.CaptureFixture[str]) 
     for name, kind, _ in MAGICS:
         assert name in shell.magics_manager.magics[kind]
         assert ("%%" if kind == "cell" else "%") + name in out
-    assert "tg_hooks" in out and "%%tg_kernel" in out and len(MAGICS) == 9
+    assert "tg_hooks" in out and "%%tg_kernel" in out and len(MAGICS) == 11
     assert "--sort" in run_ok(shell, "%tg_help tg_profile", capsys)
     assert "--strict" in run_ok(shell, "%tg_help %%tg_nantrace", capsys)
     assert "--sample" in run_ok(shell, "%tg_help tg_kernel", capsys)
