@@ -171,7 +171,10 @@ def test_lab_extension_in_a_real_browser(lab: tuple[str, Path]) -> None:
             plugins = page.evaluate("() => window.jupyterapp.hasPlugin('tinygrad-nb-lab:plugin')")
             assert plugins is True
 
-            # 1. loading the IPython extension opens the comm: the status bar item shows the kernel's device
+            # 1. before %load_ext the kernel has no comm: no status item; after it, the extension finds the dormant
+            # comm (comm_info after the execution), says hello, and the status bar item shows the kernel's device
+            time.sleep(1.0)
+            assert page.evaluate("() => document.querySelector('.tg-StatusItem')?.dataset.tgStatus") in (None, "none")
             page.evaluate(RUN_CELLS, [1, 1])
             page.wait_for_function("() => document.querySelector('.tg-StatusItem')?.dataset.tgStatus === 'idle'",
                                    timeout=30_000)
@@ -240,10 +243,13 @@ def test_lab_extension_in_a_real_browser(lab: tuple[str, Path]) -> None:
             nan_text = page.inner_text(".tg-StatusItem-nan")
             count = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets[3]"
                                   ".model.executionCount")
-            assert nan_text == f"NaN: Log [{count}]:3", nan_text  # line 3 counts the %%tg_nantrace line
+            assert nan_text == f"NaN: Log [{count}]:2", nan_text  # y = x.log() is the user's line 2
             output = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets[3].outputArea"
                                    ".node.textContent")
-            assert "NaN/inf started in 1 op" in output, output
+            assert "NaN/inf started in 1 op" in output and f"cell [{count}], line 2" in output, output
+            source = page.evaluate("() => window.jupyterapp.shell.currentWidget.content.widgets[3].model"
+                                   ".sharedModel.getSource()")
+            assert source.splitlines()[1] == "y = x.log()", source  # the cell ran as written
             page.evaluate("() => { window.jupyterapp.shell.currentWidget.content.activeCellIndex = 1; }")
             page.click(".tg-StatusItem-nan")
             page.wait_for_function("() => window.jupyterapp.shell.currentWidget.content.activeCellIndex === 3")

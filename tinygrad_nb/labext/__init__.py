@@ -6,17 +6,14 @@ the cell checkpoint store) and the built Lab extension it ships with (``labexten
 ``jupyter_server_config.d`` file that enables this module, so no Node is needed at install time. See
 docs/jupyterlab.md.
 
-Loading the server extension also sets ``TINYGRAD_NB_LAB_COMM=1`` in the server's environment, which every kernel it
-starts inherits: only then does the kernel side (:mod:`tinygrad_nb.notebook.lab_comm`) open its comm to the Lab
-extension. Kernels started any other way (nbclient, nbval, VS Code, a plain ``jupyter notebook`` without this
-package) never send a message.
+The kernel side (:mod:`tinygrad_nb.notebook.lab_comm`) does not depend on this server extension: the Lab extension
+in the browser attaches to a kernel's dormant comm itself, so a kernel nobody with the Lab extension looks at (nbclient
+in a Lab terminal, nbval, VS Code) never sends a message, whichever server started it.
 """
 from __future__ import annotations
 
-import os
 from typing import Any
 
-COMM_ENV = "TINYGRAD_NB_LAB_COMM"  # set in the server's environment: kernels it starts may talk to the Lab extension
 LABEXTENSION_NAME = "tinygrad-nb-lab"  # the npm package name in extensions/jupyterlab/package.json
 
 
@@ -33,8 +30,7 @@ def _load_jupyter_server_extension(serverapp: Any) -> None:
     from .handlers import setup_handlers  # noqa: PLC0415 - tornado and jupyter_server only inside a server
 
     setup_handlers(serverapp.web_app, serverapp.root_dir)
-    os.environ[COMM_ENV] = "1"
-    serverapp.log.info("tinygrad_nb: REST handlers at %stinygrad-nb/api/ (read-only); kernels may open the Lab comm",
+    serverapp.log.info("tinygrad_nb: REST handlers at %stinygrad-nb/api/ (read-only)",
                        serverapp.web_app.settings.get("base_url", "/"))
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from ..autograd import no_grad
 from ..debug.guard import check_finite
 from ..debug.stats import to_numpy
+from . import lab_comm
 from .text_progress import TextProgress
 from .widgets import Dashboard, in_notebook
 
@@ -107,6 +108,7 @@ def fit(model: Any, loader: Iterable[Any], loss_fn: Callable[[Any, Any], Any], o
     progress = None if live else TextProgress(epochs, steps_per_epoch)
     history = History()
     step = 0
+    loop = lab_comm.loop_started("fit") if run is None else None  # the Lab status bar's steps/s (a run has its own)
     try:
         for epoch in range(epochs):
             model.train()
@@ -133,6 +135,8 @@ def fit(model: Any, loader: Iterable[Any], loss_fn: Callable[[Any, Any], Any], o
                 if progress is not None:
                     progress.update(epoch, i, {"loss": value})
                 step += 1
+                if loop is not None:
+                    loop.step = step
             values = {name: total / max(seen, 1) for name, total in totals.items()}
             if val_loader is not None:
                 values.update({f"val_{k}": v for k, v in evaluate(model, val_loader, loss_fn, functions).items()})
@@ -147,6 +151,7 @@ def fit(model: Any, loader: Iterable[Any], loss_fn: Callable[[Any, Any], Any], o
             if progress is not None:
                 progress.epoch_end(epoch, values)
     finally:
+        lab_comm.loop_finished(loop)
         if dashboard is not None:
             dashboard.finish()
         if progress is not None:

@@ -1,45 +1,39 @@
 /**
- * What the commands do in a notebook: run the active cell under a cell magic (its outputs go to the cell, as if it
- * had been typed there), run a line magic without touching any cell, jump to a cell and line.
+ * What the commands do in a notebook: run the active cell with a tool armed in the kernel (its outputs go to the
+ * cell), run a line magic without touching any cell, jump to a cell and line.
  */
 import { Notification } from '@jupyterlab/apputils';
 import { Cell, CodeCell } from '@jupyterlab/cells';
 import { NotebookPanel } from '@jupyterlab/notebook';
-import { OutputArea } from '@jupyterlab/outputarea';
 import { KernelMessage } from '@jupyterlab/services';
 
 import { KernelTracker } from './kernel';
 
 /**
- * Run the active code cell with `magic` (e.g. `%%tg_nantrace`) as its first line, leaving its source as it is.
- * The kernel's line numbers count the added line; the tracker remembers that for the cell's In[N].
+ * Run the active code cell exactly as written, with `tool` (`nantrace`: the NaN/inf tracer of `%%tg_nantrace`;
+ * `profile`: the profiler of `%%tg_profile`) armed in the kernel for that one execution through the comm. Nothing
+ * is added to the cell's code, so every line number the kernel reports is the user's own.
  */
-export async function runCellWith(panel: NotebookPanel, magic: string, tracker: KernelTracker | null): Promise<void> {
+export async function runCellWith(
+  panel: NotebookPanel,
+  tool: 'nantrace' | 'profile',
+  tracker: KernelTracker | null
+): Promise<void> {
+  const label = tool === 'nantrace' ? 'Run Cell with the NaN Tracer' : 'Profile Cell';
   const cell = panel.content.activeCell;
   if (!cell || cell.model.type !== 'code') {
-    Notification.warning(`${magic}: select a code cell first`, { autoClose: 4000 });
+    Notification.warning(`${label}: select a code cell first`, { autoClose: 4000 });
+    return;
+  }
+  if (!tracker || !tracker.attached) {
+    Notification.warning(`${label}: the kernel has not loaded tinygrad_nb (run %load_ext tinygrad_nb first)`, {
+      autoClose: 6000
+    });
     return;
   }
   const codeCell = cell as CodeCell;
-  const source = codeCell.model.sharedModel.getSource();
-  const code = `${magic}\n${source}`;
-  codeCell.outputArea.model.clear();
-  codeCell.setPrompt('*');
-  try {
-    const reply = await OutputArea.execute(code, codeCell.outputArea, panel.sessionContext, {
-      cellId: codeCell.model.sharedModel.getId(),
-      deletedCells: [],
-      recordTiming: false
-    });
-    const count = reply?.content.execution_count ?? null;
-    codeCell.model.executionCount = count;
-    if (count !== null && tracker) {
-      tracker.lineOffsets.set(count, magic.split('\n').length);
-    }
-  } catch (e) {
-    codeCell.setPrompt('');
-    throw e;
-  }
+  tracker.arm(tool, codeCell.model.sharedModel.getId());
+  await CodeCell.execute(codeCell, panel.sessionContext, { deletedCells: [], recordTiming: false });
 }
 
 /**

@@ -186,23 +186,23 @@ const plugin: JupyterFrontEndPlugin<void> = {
     const afterCkptChange = () => setTimeout(() => void refreshStored(), 500);
     app.commands.addCommand(CommandIDs.runWithNaNTracer, {
       label: 'Run Cell with the NaN Tracer',
-      caption: 'run the active cell under %%tg_nantrace: where NaN/inf first appeared (op, cell and line)',
+      caption: 'run the active cell as written with the NaN/inf tracer on (as %%tg_nantrace): where NaN/inf first appeared',
       isEnabled: needsNotebook,
       execute: async () => {
         const panel = current();
         if (panel) {
-          await runCellWith(panel, '%%tg_nantrace', trackerOf(panel));
+          await runCellWith(panel, 'nantrace', trackerOf(panel));
         }
       }
     });
     app.commands.addCommand(CommandIDs.profileCell, {
       label: 'Profile Cell',
-      caption: 'run the active cell under %%tg_profile and show the per-op table',
+      caption: 'run the active cell as written under the profiler (as %%tg_profile) and show the per-op table',
       isEnabled: needsNotebook,
       execute: async () => {
         const panel = current();
         if (panel) {
-          await runCellWith(panel, '%%tg_profile', trackerOf(panel));
+          await runCellWith(panel, 'profile', trackerOf(panel));
         }
       }
     });
@@ -275,7 +275,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       execute: () => {
         const panel = current();
         const tracker = trackerOf(panel);
-        const target = nanTarget(tracker?.tracked.state?.nan.last ?? null, tracker?.lineOffsets ?? new Map());
+        const target = nanTarget(tracker?.tracked.state?.nan.last ?? null);
         if (panel && target) {
           app.shell.activateById(panel.id);
           jumpToCell(panel, target);

@@ -12,7 +12,7 @@ export interface IDeviceState {
 }
 
 export interface ITrainingState {
-  run_id: string;
+  run_id: string | null; // null: a fit() without a tracked run
   name: string;
   step: number;
   status: string;
@@ -177,7 +177,10 @@ export function statusParts(state: IKernelState): { key: string; text: string; t
     parts.push({
       key: 'training',
       text: t.status === 'running' ? formatRate(t.steps_per_s) : t.status,
-      title: `run ${t.name} (${t.run_id}): step ${t.step}, ${t.status}`
+      title:
+        t.run_id !== null
+          ? `run ${t.name} (${t.run_id}): step ${t.step}, ${t.status}`
+          : `${t.name} (no tracked run): step ${t.step}, ${t.status}`
     });
   }
   const nan = state.nan;
@@ -210,19 +213,31 @@ export function statusParts(state: IKernelState): { key: string; text: string; t
 
 /**
  * Where a NaN event points in the notebook: the cell (by id when the kernel knew it, else by its In[N]) and the
- * 0-based editor line. `offsets` maps In[N] to lines the extension put in front of the cell's source when it ran it
- * (the "run with NaN tracer" command adds the `%%tg_nantrace` line).
+ * 0-based editor line. The kernel's line is the user's own (the commands run cells unmodified, arming the tracer
+ * through the comm), so this is only the 1-based -> 0-based step.
  */
 export function nanTarget(
-  event: INaNEvent | null,
-  offsets: ReadonlyMap<number, number>
+  event: INaNEvent | null
 ): { cellId: string | null; executionCount: number | null; line: number } | null {
   if (!event || (event.cell === null && !event.cell_id)) {
     return null;
   }
-  const offset = event.cell !== null ? offsets.get(event.cell) ?? 0 : 0;
-  const line = Math.max(0, (event.line ?? 1) - 1 - offset);
+  const line = Math.max(0, (event.line ?? 1) - 1);
   return { cellId: event.cell_id, executionCount: event.cell, line };
+}
+
+/** The comm id of the kernel's tinygrad_nb comm in a comm_info reply (`{comm_id: {target_name}}`), else null. */
+export function findComm(comms: unknown, target: string): string | null {
+  if (!isObject(comms)) {
+    return null;
+  }
+  for (const id of Object.keys(comms)) {
+    const info = comms[id];
+    if (isObject(info) && info.target_name === target) {
+      return id;
+    }
+  }
+  return null;
 }
 
 // -- runs ----------------------------------------------------------------------------------------------------------

@@ -15,6 +15,7 @@ import {
   IKernelState,
   IRun,
   metricNames,
+  findComm,
   nanTarget,
   pathData,
   reduceState,
@@ -106,13 +107,33 @@ test('statusParts lists device, training, NaN, determinism and checkpoints', () 
   assert.deepEqual(off.map(p => p.key), ['device']);
 });
 
-test('nanTarget maps an event to a cell and a 0-based line, minus lines the extension added', () => {
+test('statusParts names a fit() without a tracked run by its loop', () => {
+  const parts = statusParts(state({
+    training: { run_id: null, name: 'fit', step: 40, status: 'running', steps_per_s: 3.25, store: null },
+    ckpt: { loaded: false }
+  }));
+  assert.deepEqual(parts.map(p => [p.key, p.text, p.title]), [
+    ['device', 'cpu', 'default device: cpu (numpy)'],
+    ['training', '3.3 steps/s', 'fit (no tracked run): step 40, running']
+  ]);
+});
+
+test('nanTarget maps an event to a cell and a 0-based line', () => {
   const event = { op: 'Log', phase: 'forward', cell: 7, line: 3, nan: 1, inf: 0, cell_id: 'cid', where: '' };
-  assert.deepEqual(nanTarget(event, new Map()), { cellId: 'cid', executionCount: 7, line: 2 });
-  assert.deepEqual(nanTarget(event, new Map([[7, 1]])), { cellId: 'cid', executionCount: 7, line: 1 });
-  assert.deepEqual(nanTarget(event, new Map([[8, 1]])), { cellId: 'cid', executionCount: 7, line: 2 });
-  assert.equal(nanTarget(null, new Map()), null);
-  assert.equal(nanTarget({ ...event, cell: null, cell_id: null }, new Map()), null);
+  assert.deepEqual(nanTarget(event), { cellId: 'cid', executionCount: 7, line: 2 });
+  assert.deepEqual(nanTarget({ ...event, cell_id: null }), { cellId: null, executionCount: 7, line: 2 });
+  assert.deepEqual(nanTarget({ ...event, line: null }), { cellId: 'cid', executionCount: 7, line: 0 });
+  assert.equal(nanTarget(null), null);
+  assert.equal(nanTarget({ ...event, cell: null, cell_id: null }), null);
+});
+
+test('findComm picks the comm of the target from a comm_info reply', () => {
+  const comms = { w1: { target_name: 'jupyter.widget' }, tg9: { target_name: 'tinygrad_nb.lab' } };
+  assert.equal(findComm(comms, 'tinygrad_nb.lab'), 'tg9');
+  assert.equal(findComm({ w1: { target_name: 'jupyter.widget' } }, 'tinygrad_nb.lab'), null);
+  assert.equal(findComm({}, 'tinygrad_nb.lab'), null);
+  assert.equal(findComm(null, 'tinygrad_nb.lab'), null);
+  assert.equal(findComm({ bad: 'x' }, 'tinygrad_nb.lab'), null);
 });
 
 const run = (id: string, over: Partial<IRun> = {}): IRun => ({
