@@ -184,7 +184,7 @@ class Function:
         if type(out) is not _ndarray and ctx.xp is np:
             out = np.asarray(out)  # numpy reductions return scalars; tensors always hold arrays
         result.data = out
-        result.device = device
+        result.device = ctx.device  # the input's device; ToDevice's forward sets its target
         result.grad = None
         result._version = args[0]._version if cls.returns_view else [0, 0]  # a view shares its input's counter
         result._hooks = None

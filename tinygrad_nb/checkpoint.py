@@ -298,7 +298,7 @@ def _fingerprint_dict(value: Any, model: Any) -> dict[str, Any] | None:
     if value is False or value is None:
         return None
     if value is True:
-        from .fingerprint import fingerprint  # noqa: PLC0415 - fingerprint imports this module's helpers
+        from .fingerprint import fingerprint  # noqa: PLC0415 - loaded only when a save asks for a fingerprint
 
         return fingerprint(model=model).to_dict()
     if isinstance(value, dict):
@@ -526,7 +526,7 @@ def load(path: str | os.PathLike[str], model: Any = None, optimizer: Any = None,
 def _environment_note(path: Path, ckpt: Checkpoint) -> None:
     """Warn (EnvironmentWarning) when the saving environment differs from this one in a way that can change bits,
     saying whether portable mode was on; the line is also kept as ``ckpt.environment_note`` (None: no difference)."""
-    from .fingerprint import EnvironmentWarning, environment_note  # noqa: PLC0415 - fingerprint imports this module
+    from .fingerprint import EnvironmentWarning, environment_note  # noqa: PLC0415 - loaded only when a load needs it
 
     recorded = (ckpt.fingerprint or {}).get("environment")
     ckpt.environment_note = environment_note(recorded) if recorded else None

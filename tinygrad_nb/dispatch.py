@@ -33,7 +33,7 @@ class OpEvent:
     and ``output`` is the result tensor (set before ``op_end``). In the backward phase ``inputs`` is the incoming
     gradient array and ``output`` the tuple of gradient arrays produced for the node's inputs. ``ctx`` is the graph
     node (None when no graph is recorded); observers may attach data to it, e.g. where the op was called.
-    ``kwargs`` are the op's keyword arguments in the forward phase (``dim=``, ``name=``: what export needs).
+    ``kwargs`` are the op's keyword arguments in the forward phase (``axis=``, ``keepdims=``: what export needs).
     """
 
     phase: str
@@ -52,7 +52,25 @@ class Observer(Protocol):
     def op_end(self, event: OpEvent) -> None: ...
 
 
-class ObserverHandle:
+class Handle:
+    """The one handle protocol (observers here, tensor and module hooks in ``tensor.RemovableHandle``): ``remove()``
+    undoes the registration, ``active`` is True until then, and a ``with`` block removes it on exit."""
+
+    def remove(self) -> None:
+        raise NotImplementedError
+
+    @property
+    def active(self) -> bool:
+        raise NotImplementedError
+
+    def __enter__(self) -> Handle:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.remove()
+
+
+class ObserverHandle(Handle):
     """Returned by :func:`add_observer`; ``remove()`` (or leaving a ``with`` block) detaches the observer."""
 
     def __init__(self, observer: Observer):
@@ -72,12 +90,6 @@ class ObserverHandle:
     def active(self) -> bool:
         """True until the observer is removed through this handle."""
         return not self._removed
-
-    def __enter__(self) -> ObserverHandle:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.remove()
 
 
 def add_observer(observer: Observer) -> ObserverHandle:

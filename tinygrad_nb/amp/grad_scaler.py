@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from .. import dtype as dtypes
+from ..inplace import replace_data
 from ..tensor import Tensor
 
 
@@ -104,8 +105,7 @@ class GradScaler:
                     found_inf = True
                 if inv_scale != 1:  # a new array: a gradient may be a read-only broadcast view (sum's backward)
                     factor = inv_scale if grad.dtype == np.float32 else inv_scale.astype(grad.dtype)
-                    param.grad.data = (grad * factor).astype(grad.dtype, copy=False)
-                    param.grad._bump_version()
+                    replace_data(param.grad, (grad * factor).astype(grad.dtype, copy=False))
         return found_inf
 
     def unscale_(self, optimizer: Any) -> None:

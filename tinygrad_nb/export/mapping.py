@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import xxhash
 
+from ..ops import NO_GRAD_OPS
 from .errors import ExportError
 from .trace import Node, Value
 
@@ -204,7 +205,7 @@ _NO_GRAD = {"equal": "Equal", "less": "Less", "greater": "Greater", "less_equal"
 
 @converter("NoGradOp", "by name: " + ", ".join(f"{k} -> {v}" for k, v in _NO_GRAD.items()))
 def _no_grad(em: Emitter, node: Node, out: str) -> None:
-    name = node.kwargs.get("name")
+    name = node.kwargs.get("name", _XP_NAME.get(node.op))  # a member of the family (IsNan, ArgMax...) or its name=
     tensors = [a for a in node.args if isinstance(a, Value)]
     ref = tensors[0] if tensors else node.output
     inputs = [operand_like(em, a, ref) for a in node.args]
@@ -223,6 +224,11 @@ def _no_grad(em: Emitter, node: Node, out: str) -> None:
         em.node(_NO_GRAD[name], inputs, out)
     else:
         raise fail(node, f"NoGradOp {name!r} has no ONNX mapping")
+
+
+_XP_NAME = {op.__name__: xp_name for xp_name, op in NO_GRAD_OPS.items()}
+for _member in _XP_NAME:  # every named no-grad op (ops.NO_GRAD_OPS) exports through _no_grad
+    CONVERTERS.setdefault(_member, CONVERTERS["NoGradOp"])
 
 
 # -- reductions -----------------------------------------------------------------------------------------------------

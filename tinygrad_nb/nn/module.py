@@ -14,6 +14,7 @@ import numpy as np
 from .. import dtype as dtypes
 from ..autograd import ArgumentError, no_grad
 from ..device import Device
+from ..inplace import replace_data
 from ..tensor import HookDict, RemovableHandle, Tensor
 from .hooks import BackwardHookCall
 from .parameter import Parameter
@@ -506,9 +507,7 @@ def _move_in_place(t: Tensor, device: Device | None, dtype: Any) -> None:
         moved = t.detach().to(device=device, dtype=cast)
     if moved.data is t.data:
         return
-    t.data = moved.data
-    t.device = moved.device
-    t._bump_version()  # same values maybe, but a new array: checkpoints must not treat it as unchanged
+    replace_data(t, moved.data, moved.device)  # bumps the version: checkpoints must not treat it as unchanged
 
 
 def _announce(handle: RemovableHandle) -> None:

@@ -1,6 +1,6 @@
 """The op table: one ``Function`` per primitive. Everything else in tinygrad_nb is composed from these."""
-from .elementwise import (Abs, Add, Cast, Clamp, Div, Exp, FloorDivide, Gelu, Log, Maximum, Minimum, Mul, Neg,
-                          NoGradOp, Pow, Relu, Sigmoid, Sqrt, Sub, Tanh, Where)
+from .elementwise import (NO_GRAD_OPS, Abs, Add, Cast, Clamp, Div, Exp, FloorDivide, Gelu, Log, Maximum, Minimum, Mul,
+                          Neg, NoGradOp, Pow, Relu, Sigmoid, Sqrt, Sub, Tanh, Where)
 from ..autograd import ShapeError, unbroadcast
 from .matmul import Linear, Matmul
 from .movement import Cat, Expand, GetItem, Pad, Permute, Reshape
@@ -16,7 +16,7 @@ PRIMITIVES = (Add, Sub, Mul, Div, FloorDivide, Pow, Maximum, Minimum, Where, Neg
               Prod, Gather, Scatter, Fold, ScaledDotProductAttention, Sin, Cos, Tan, Asin, Acos, Atan, Sinh, Cosh, Asinh,
               Acosh, Atanh, Log1p, Expm1, Log2, Log10, Exp2, Erf, Erfc, Erfinv, Softplus, Atan2, Remainder, Fmod)
 
-__all__ = [op.__name__ for op in PRIMITIVES] + ["PRIMITIVES", "ShapeError", "unbroadcast"]
+__all__ = [op.__name__ for op in PRIMITIVES] + ["NO_GRAD_OPS", "PRIMITIVES", "ShapeError", "unbroadcast"]
 
 
 # tg.ops.<namespace>.<op>: custom-op namespaces. tinygrad_nb.library appends its lookup here (the core never

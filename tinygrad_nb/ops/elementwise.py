@@ -10,6 +10,7 @@ array module, or under ``deterministic("portable")`` :mod:`tinygrad_nb.portable`
 from __future__ import annotations
 
 import math
+import operator
 from typing import Any
 
 from .. import determinism, portable
@@ -149,42 +150,29 @@ class FloorDivide(Function):
 
 
 class Maximum(Function):
-    """out = max(a, b);  the gradient goes to the larger input, split evenly on ties (as PyTorch)."""
+    """out = max(a, b);  the gradient goes to the larger input, split evenly on ties (as PyTorch).
+    (:class:`Minimum` is this op with the comparison turned around.)"""
 
     broadcasts = True
+    xp_name, a_wins = "maximum", staticmethod(operator.gt)
 
     @staticmethod
     def forward(ctx: Context, a: Any, b: Any) -> Any:
         ctx.save_for_backward(a, b)
-        return ctx.xp.maximum(a, b)
+        return getattr(ctx.xp, ctx.fn.xp_name)(a, b)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
         a, b = ctx.saved_tensors
-        return _split_by_winner(ctx, g, a > b, a == b)
+        share_a = ctx.fn.a_wins(a, b) + 0.5 * (a == b)
+        need_a, need_b = ctx.needs_input_grad
+        return (g * share_a if need_a else None), (g * (1.0 - share_a) if need_b else None)
 
 
-class Minimum(Function):
+class Minimum(Maximum):
     """out = min(a, b);  the gradient goes to the smaller input, split evenly on ties."""
 
-    broadcasts = True
-
-    @staticmethod
-    def forward(ctx: Context, a: Any, b: Any) -> Any:
-        ctx.save_for_backward(a, b)
-        return ctx.xp.minimum(a, b)
-
-    @staticmethod
-    def backward(ctx: Context, g: Any) -> tuple[Any, Any]:
-        a, b = ctx.saved_tensors
-        return _split_by_winner(ctx, g, a < b, a == b)
-
-
-def _split_by_winner(ctx: Context, g: Any, a_wins: Any, tie: Any) -> tuple[Any, Any]:
-    a, b = ctx.saved_tensors
-    share_a = a_wins + 0.5 * tie
-    need_a, need_b = ctx.needs_input_grad
-    return (g * share_a if need_a else None), (g * (1.0 - share_a) if need_b else None)
+    xp_name, a_wins = "minimum", staticmethod(operator.lt)
 
 
 class Where(Function):
@@ -439,10 +427,43 @@ class Cast(Function):
 
 
 class NoGradOp(Function):
-    """Ops that have no gradient (comparisons, logical ops, argmax, floor...): ``xp.<name>(*args, **kwargs)``."""
+    """The ops that have no gradient (comparisons, logical and bitwise ops, floor, argmax...): each is a subclass
+    named for what it does (``IsNan``, ``LessEqual``, ``ArgMax``; the profiler, NaN tracer and export see that
+    name) whose forward is ``xp.<xp_name>(*args, **kwargs)``. ``NoGradOp.apply(x, name="isnan")`` runs the member
+    for numpy's function ``isnan`` (made on first use for a name not in :data:`NO_GRAD_NAMES`)."""
 
     differentiable = False
+    xp_name = ""  # set by each member
+
+    @classmethod
+    def apply(cls, *args: Any, name: str, **kwargs: Any) -> Any:  # the family's entry; members use Function.apply
+        op = NO_GRAD_OPS.get(name) or _no_grad_member(name)
+        return op.apply(*args, **kwargs)
 
     @staticmethod
-    def forward(ctx: Context, *arrays: Any, name: str, **kwargs: Any) -> Any:
-        return getattr(ctx.xp, name)(*arrays, **kwargs)
+    def forward(ctx: Context, *arrays: Any, **kwargs: Any) -> Any:
+        return getattr(ctx.xp, ctx.fn.xp_name)(*arrays, **kwargs)
+
+
+# numpy's name -> the op's name
+NO_GRAD_NAMES = {
+    "equal": "Equal", "not_equal": "NotEqual", "less": "Less", "less_equal": "LessEqual", "greater": "Greater",
+    "greater_equal": "GreaterEqual", "isclose": "IsClose", "isfinite": "IsFinite", "isnan": "IsNan", "isinf": "IsInf",
+    "signbit": "Signbit", "logical_and": "LogicalAnd", "logical_or": "LogicalOr", "logical_xor": "LogicalXor",
+    "logical_not": "LogicalNot", "bitwise_and": "BitwiseAnd", "bitwise_or": "BitwiseOr", "bitwise_xor": "BitwiseXor",
+    "invert": "BitwiseNot", "left_shift": "BitwiseLeftShift", "right_shift": "BitwiseRightShift", "sign": "Sign",
+    "floor": "Floor", "ceil": "Ceil", "round": "Round", "trunc": "Trunc", "amin": "IntegerMin", "argmax": "ArgMax",
+    "argmin": "ArgMin", "all": "All", "any": "Any", "argsort": "ArgSort", "argwhere": "ArgWhere"}
+NO_GRAD_OPS: dict[str, type[NoGradOp]] = {}
+
+
+def _no_grad_member(xp_name: str) -> type[NoGradOp]:
+    op_name = NO_GRAD_NAMES.get(xp_name) or "".join(part.capitalize() for part in xp_name.split("_"))
+    op = type(op_name, (NoGradOp,), {"xp_name": xp_name, "apply": Function.__dict__["apply"], "__module__": __name__,
+                                     "__doc__": f"out = xp.{xp_name}(*args); no gradient."})
+    NO_GRAD_OPS[xp_name] = op
+    return op
+
+
+for _xp_name in NO_GRAD_NAMES:
+    _no_grad_member(_xp_name)

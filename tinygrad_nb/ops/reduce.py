@@ -36,7 +36,7 @@ class Max(Function):
         out = a.max(axis=axis, keepdims=True)
         ctx.save_for_backward(a, out)
         ctx.axis = axis
-        return out if keepdims else out.reshape(_drop_axes(out.shape, axis))
+        return out if keepdims else out.reshape(drop_axes(out.shape, axis))
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, None, None]:
@@ -55,7 +55,7 @@ class Prod(Function):
         out = a.prod(axis=axis, keepdims=True)
         ctx.save_for_backward(a, out)
         ctx.axis = axis
-        return out if keepdims else out.reshape(_drop_axes(out.shape, axis))
+        return out if keepdims else out.reshape(drop_axes(out.shape, axis))
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> tuple[Any, None, None]:
@@ -148,7 +148,8 @@ class CrossEntropy(Function):
         return dx, None, None
 
 
-def _drop_axes(shape: tuple[int, ...], axis: tuple[int, ...] | None) -> tuple[int, ...]:
+def drop_axes(shape: tuple[int, ...], axis: tuple[int, ...] | None) -> tuple[int, ...]:
+    """``shape`` without the reduced ``axis`` (all of them when None): a reduction's shape without keepdim."""
     if axis is None:
         return ()
     return tuple(n for i, n in enumerate(shape) if i not in axis)

@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from ..device import Device
+from ..inplace import writing
 from ..tensor import Tensor
 from .optimizer import Optimizer, ParamsT, power
 
@@ -79,53 +80,52 @@ class Adam(Optimizer):
                     self._follow_parameter(p, state)  # p was moved in place (nn.Module.to)
                 if amsgrad and "max_exp_avg_sq" not in state:  # amsgrad switched on after some steps
                     state["max_exp_avg_sq"] = Tensor._wrap(p.device.xp.zeros_like(p.data), p.device)
-                xp, d, g = p.device.xp, p.data, grad.data
-                if maximize:
-                    g = -g
-
-                step_t = state["step"]
-                step_t.data += 1
-                step_t._bump_version()
-                step = float(step_t.data)
-
-                if weight_decay != 0:
-                    if decoupled:
-                        d *= 1 - lr * weight_decay
-                    else:
-                        g = g + weight_decay * d
-
-                m_t, v_t = state["exp_avg"], state["exp_avg_sq"]
-                m, v = m_t.data, v_t.data
-                tmp = xp.subtract(g, m, out=xp.empty_like(m))  # m.lerp_(g, 1 - beta1), PyTorch's two branches
-                weight = 1 - beta1
-                if abs(weight) < 0.5:
-                    tmp *= weight
-                    m += tmp
-                else:
-                    tmp *= 1 - weight
-                    xp.subtract(g, tmp, out=m)
-                v *= beta2  # v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
-                xp.multiply(g, 1 - beta2, out=tmp)
-                tmp *= g
-                v += tmp
-                m_t._bump_version()
-                v_t._bump_version()
-
-                bias_correction1 = 1 - power(beta1, step)
-                bias_correction2 = 1 - power(beta2, step)
-                step_size = lr / bias_correction1
+                written = [p, state["step"], state["exp_avg"], state["exp_avg_sq"]]
                 if amsgrad:
-                    vmax_t = state["max_exp_avg_sq"]
-                    xp.maximum(vmax_t.data, v, out=vmax_t.data)
-                    vmax_t._bump_version()
-                    v = vmax_t.data
-                denom = xp.sqrt(v, out=tmp)
-                denom /= power(bias_correction2, 0.5)
-                denom += eps
-                update = xp.multiply(m, step_size, out=xp.empty_like(m))  # p.addcdiv_(m, denom, value=-step_size)
-                update /= denom
-                d -= update
-                p._bump_version()
+                    written.append(state["max_exp_avg_sq"])
+                with writing(*written):  # bumps every version when the update is done
+                    xp, d, g = p.device.xp, p.data, grad.data
+                    if maximize:
+                        g = -g
+
+                    step_t = state["step"]
+                    step_t.data += 1
+                    step = float(step_t.data)
+
+                    if weight_decay != 0:
+                        if decoupled:
+                            d *= 1 - lr * weight_decay
+                        else:
+                            g = g + weight_decay * d
+
+                    m_t, v_t = state["exp_avg"], state["exp_avg_sq"]
+                    m, v = m_t.data, v_t.data
+                    tmp = xp.subtract(g, m, out=xp.empty_like(m))  # m.lerp_(g, 1 - beta1), PyTorch's two branches
+                    weight = 1 - beta1
+                    if abs(weight) < 0.5:
+                        tmp *= weight
+                        m += tmp
+                    else:
+                        tmp *= 1 - weight
+                        xp.subtract(g, tmp, out=m)
+                    v *= beta2  # v.mul_(beta2).addcmul_(g, g, value=1 - beta2)
+                    xp.multiply(g, 1 - beta2, out=tmp)
+                    tmp *= g
+                    v += tmp
+
+                    bias_correction1 = 1 - power(beta1, step)
+                    bias_correction2 = 1 - power(beta2, step)
+                    step_size = lr / bias_correction1
+                    if amsgrad:
+                        vmax_t = state["max_exp_avg_sq"]
+                        xp.maximum(vmax_t.data, v, out=vmax_t.data)
+                        v = vmax_t.data
+                    denom = xp.sqrt(v, out=tmp)
+                    denom /= power(bias_correction2, 0.5)
+                    denom += eps
+                    update = xp.multiply(m, step_size, out=xp.empty_like(m))  # p.addcdiv_(m, denom, value=-step_size)
+                    update /= denom
+                    d -= update
         return loss
 
 

@@ -4,7 +4,8 @@ An optimizer holds ``param_groups`` (a list of dicts: ``'params'`` plus that gro
 filled from ``defaults``) and ``state`` (a dict keyed by parameter, holding that parameter's buffers as Tensors so a
 checkpoint can save them). Subclasses implement ``step()`` with in-place arithmetic on the raw arrays
 (``p.data``, ``p.grad.data``) through the parameter's array module ``xp``, so one definition runs on numpy and cupy
-with no autograd bookkeeping, and bump ``p._version`` after each update.
+with no autograd bookkeeping, inside ``with inplace.writing(p, ...):``, which bumps each written tensor's
+version when the update is done (the sanctioned internal API: docs/architecture.md).
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from .. import determinism, portable
 from .. import dtype as dtypes
 from ..autograd import enable_grad
 from ..device import Device
+from ..inplace import writing
 from ..tensor import Tensor
 
 ParamsT = Iterable[Tensor] | Iterable[dict[str, Any]]
@@ -148,8 +150,8 @@ class Optimizer:
                 else:
                     if grad._ctx is not None:
                         grad = p.grad = grad.detach()
-                    grad.data[...] = 0
-                    grad._bump_version()
+                    with writing(grad):
+                        grad.data[...] = 0
 
     def step(self, closure: Callable[[], Any] | None = None) -> Any:
         """Update every parameter that has a gradient; ``closure`` (re-evaluates the loss) is called first if given."""

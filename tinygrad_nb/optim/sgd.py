@@ -4,6 +4,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from ..inplace import writing
 from ..tensor import Tensor
 from .optimizer import Optimizer, ParamsT
 
@@ -66,14 +67,13 @@ class SGD(Optimizer):
                         if buf_t.device is not p.device or buf_t.data.dtype is not d.dtype:  # p moved in place
                             self._follow_parameter(p, state)
                             buf_t = state["momentum_buffer"]
-                        buf = buf_t.data
-                        buf *= momentum
-                        if dampening == 0:
-                            buf += g
-                        else:
-                            buf += (1 - dampening) * g
-                        buf_t._bump_version()
+                        with writing(buf_t) as (buf,):
+                            buf *= momentum
+                            if dampening == 0:
+                                buf += g
+                            else:
+                                buf += (1 - dampening) * g
                     g = g + momentum * buf_t.data if nesterov else buf_t.data
-                d -= lr * g
-                p._bump_version()
+                with writing(p):
+                    d -= lr * g
         return loss

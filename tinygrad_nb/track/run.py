@@ -271,10 +271,8 @@ def _to_float(value: Any) -> float:
 
 
 def _fingerprint(model: Any) -> dict[str, Any] | None:
-    try:
-        from ..fingerprint import fingerprint  # noqa: PLC0415 - optional: present once checkpointing is
-    except ImportError:
-        return None
+    from ..fingerprint import fingerprint  # noqa: PLC0415 - loaded when a run starts, not when track is imported
+
     try:
         return fingerprint(model).to_dict()
     except Exception:  # noqa: BLE001 - a fingerprint problem must never stop a run from starting

@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from ...device import Device
+from ...inplace import replace_data
 from ...tensor import Tensor
 from .store import blob_key, raw_bytes
 from .trust import CheckpointStoreError
@@ -515,8 +516,8 @@ class Restorer:
         key = record["key"]
 
         def write() -> None:
-            t.data, t.device, t._ctx = data, device, None
-            t._bump_version()
+            t._ctx = None
+            replace_data(t, data, device)
             if self.tracker is not None:
                 self.tracker.info(t).hashed(t.version, t.data, key)
 
