@@ -24,6 +24,7 @@ from typing import Any, ClassVar
 from . import dispatch
 from .dispatch import ObserverHandle, OpEvent
 from .io import atomic_write
+from .tables import html_note, html_table, text_lines
 
 _active: list[Profile] = []  # profiles currently recording, innermost last
 
@@ -79,28 +80,42 @@ class Summary:
     total_calls: int = 0
     regions: list[tuple[str, int, float]] = field(default_factory=list)  # (name, calls, total ms)
 
+    _HEADER = ("op", "calls", "total ms", "mean us", "% time", "KB out")
+    _REGION_HEADER = ("region", "calls", "total ms")
+
+    def _op_rows(self) -> list[tuple[str, ...]]:
+        return [(r.op, str(r.calls), f"{r.total_ms:.3f}", f"{r.mean_us:.2f}", f"{r.percent:.1f}",
+                 f"{r.bytes / 1024:.1f}") for r in self.rows]
+
+    def _region_rows(self) -> list[tuple[str, ...]]:
+        return [(n, str(c), f"{t:.3f}") for n, c, t in self.regions]
+
+    def _total_line(self) -> str:
+        return (f"total {self.total_ms:.3f} ms in {self.total_calls} op calls"
+                + (f" (timed 1 call in {self.every} of each op; totals estimated)" if self.every > 1 else ""))
+
     def __str__(self) -> str:
-        header = ("op", "calls", "total ms", "mean us", "% time", "KB out")
-        table = [header] + [(r.op, str(r.calls), f"{r.total_ms:.3f}", f"{r.mean_us:.2f}", f"{r.percent:.1f}",
-                             f"{r.bytes / 1024:.1f}") for r in self.rows]
-        lines = _align(table)
-        lines.append(f"total {self.total_ms:.3f} ms in {self.total_calls} op calls"
-                     + (f" (timed 1 call in {self.every} of each op; totals estimated)" if self.every > 1 else ""))
+        lines = _align([self._HEADER] + self._op_rows())
+        lines.append(self._total_line())
         if self.regions:
             lines.append("")
-            lines += _align([("region", "calls", "total ms")] +
-                            [(n, str(c), f"{t:.3f}") for n, c, t in self.regions])
+            lines += _align([self._REGION_HEADER] + self._region_rows())
         return "\n".join(lines)
 
     __repr__ = __str__
 
+    def _repr_html_(self) -> str:
+        """In a notebook: the same tables as HTML whose cells never wrap (numbers right-aligned, as in the text)."""
+        parts = [html_table(self._HEADER, self._op_rows(), right=[i > 0 for i in range(len(self._HEADER))]),
+                 html_note(self._total_line())]
+        if self.regions:
+            parts.append(html_table(self._REGION_HEADER, self._region_rows(), right=[False, True, True]))
+        return "".join(parts)
+
 
 def _align(rows: list[tuple[str, ...]]) -> list[str]:
-    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    out = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-           for row in rows]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    return out
+    """The first column left-aligned, the numbers right-aligned, a rule under the header."""
+    return text_lines(rows, right=[i > 0 for i in range(len(rows[0]))])
 
 
 class Profile:

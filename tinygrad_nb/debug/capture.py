@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from ..tables import TextTable, html_table, text_lines
 from .stats import array_stats
 
 KINDS = ("activations", "grads")
@@ -85,20 +86,19 @@ class Capture:
             sink(record)
 
     # -- results and removal --------------------------------------------------------------------------------------
-    def table(self, kind: str = "activation") -> str:
-        """The latest record of each layer as a text table."""
+    def table(self, kind: str = "activation") -> TextTable:
+        """The latest record of each layer as a text table: a ``str`` (print it, search it) that a notebook shows as a
+        non-wrapping HTML table when it is the cell's value."""
         latest: dict[str, dict[str, Any]] = {}
         for r in self.records:
             if r["kind"] == kind:
                 latest[r["layer"]] = r
-        rows = [("layer", "step", "mean", "std", "min", "max", "zeros", "nonfinite")]
-        for layer, r in latest.items():
-            rows.append((layer, str(r["step"]), f"{r['mean']:.4g}", f"{r['std']:.4g}", f"{r['min']:.4g}",
-                         f"{r['max']:.4g}", f"{r['zero_frac']:.1%}", str(r["nonfinite"])))
-        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-        lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
-                 for row in rows]
-        return "\n".join(lines)
+        header = ("layer", "step", "mean", "std", "min", "max", "zeros", "nonfinite")
+        rows = [(layer, str(r["step"]), f"{r['mean']:.4g}", f"{r['std']:.4g}", f"{r['min']:.4g}",
+                 f"{r['max']:.4g}", f"{r['zero_frac']:.1%}", str(r["nonfinite"])) for layer, r in latest.items()]
+        right = [i > 0 for i in range(len(header))]
+        text = "\n".join(text_lines([header, *rows], right, rule=False))
+        return TextTable(text, html_table(header, rows, title=f"{kind}s, latest step", right=right))
 
     def remove(self) -> None:
         for h in self._handles:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import csv
 import io
-import math
 import os
 import re
 import time
@@ -12,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from ..io import atomic_write
+from ..tables import Table, cell_text
 from .store import RunRecord, RunStore
 
 _LOWER_IS_BETTER = re.compile(r"loss|err|ppl|perplexity|mse|mae|rmse|nll|time|latency", re.IGNORECASE)
@@ -56,13 +56,17 @@ class Comparison:
     metrics: list[str] = field(default_factory=list)
 
     def __str__(self) -> str:
-        table = [tuple(self.columns)] + [tuple(_cell(row.get(c)) for c in self.columns) for row in self.rows]
-        widths = [max(len(r[i]) for r in table) for i in range(len(self.columns))]
-        lines = ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in table]
-        lines.insert(1, "  ".join("-" * w for w in widths))
-        return "\n".join(lines)
+        return str(self.as_table())
 
     __repr__ = __str__
+
+    def as_table(self) -> Table:
+        """The same columns and rows as a :class:`~tinygrad_nb.tables.Table` (text and non-wrapping HTML)."""
+        return Table(self.columns, self.rows)
+
+    def _repr_html_(self) -> str:
+        """In a notebook: an HTML table whose cells never wrap (a wide table scrolls sideways instead)."""
+        return self.as_table()._repr_html_()
 
     def select(self, *columns: str) -> Comparison:
         """The same runs with only ``columns``, in that order (``table.select("name", "val_acc best")``)."""
@@ -90,12 +94,7 @@ class Comparison:
         atomic_write(path, buffer.getvalue())
 
 
-def _cell(value: Any) -> str:
-    if value is None:
-        return "-"
-    if isinstance(value, float):
-        return str(value) if math.isnan(value) or math.isinf(value) else f"{value:.5g}"
-    return str(value)
+_cell = cell_text  # the cell formatting shared with the sweep view and notebook tables
 
 
 def compare(runs_or_filter: Sequence[str] | dict[str, Any] | None = None,

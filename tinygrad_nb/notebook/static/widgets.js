@@ -593,7 +593,7 @@ function timelineView(model, el, store) {
       const label = s.meta.names[name[i]], y = box.y + row[i] * rowH;
       ctx.globalAlpha = phase[i] === 1 ? 0.55 : 1;
       ctx.fillStyle = phase[i] === 2 ? th.axis : COLORS[s.meta.colors[name[i]] % COLORS.length];
-      ctx.fillRect(a, y + 1, Math.max(1, b - a), rowH - 2);
+      ctx.fillRect(a, y + 1, Math.max(1, b - a - 1), rowH - 2); // 1 px gap
       ctx.globalAlpha = 1;
       if (b - a > ctx.measureText(label).width + 8) {
         ctx.fillStyle = phase[i] === 2 ? th.fg : "#ffffff";
