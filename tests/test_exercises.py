@@ -48,9 +48,9 @@ SOLUTIONS = solution_cells()
 
 def prelude() -> dict[str, Any]:
     """What the notebooks import before their exercises."""
-    from tinygrad_nb import nn  # noqa: PLC0415
+    from tinygrad_nb import data, nn, optim  # noqa: PLC0415
 
-    return {"math": math, "np": np, "tg": tg, "nn": nn, "F": F, "check": check}
+    return {"math": math, "np": np, "tg": tg, "nn": nn, "F": F, "check": check, "data": data, "optim": optim}
 
 
 def test_every_exercise_has_one_solution_cell_in_its_notebook() -> None:
@@ -126,6 +126,98 @@ def _clip(grads: Any, max_norm: float) -> Any:
     return [a * min(1.0, max_norm / (_norm(grads) + 1e-6)) for a in grads]
 
 
+def _train(noise: str = "own", seed_first: bool = True, constant: bool = False, model: Any = None,
+           python_random: bool = False) -> Any:
+    """A reproducible_train with one of the usual slips: numpy's or Python's global generator, a late or constant
+    seed, a model made outside (it keeps training from call to call)."""
+    import random  # noqa: PLC0415
+
+    from tinygrad_nb import nn  # noqa: PLC0415
+
+    def reproducible_train(seed: int, x: Any, y: Any, steps: int = 6) -> list[float]:
+        s = 0 if constant else seed
+        if seed_first:
+            tg.manual_seed(s)
+        net = model or nn.Sequential(nn.Linear(x.shape[1], 16), nn.ReLU(), nn.Dropout(0.2), nn.Linear(16, 3))
+        if not seed_first:
+            tg.manual_seed(s)
+        opt = tg.optim.SGD(net.parameters(), lr=0.1)
+        loader = tg.data.DataLoader(tg.data.TensorDataset(x, y), batch_size=16, shuffle=True)
+        rng, losses = np.random.default_rng(s), []
+        for _, (xb, yb) in zip(range(steps), loader):
+            jitter = rng.normal(0, 0.1, size=xb.shape) if noise == "own" else np.random.normal(0, 0.1, size=xb.shape)
+            if python_random:
+                jitter = jitter * random.random()
+            loss = F.cross_entropy(net(xb + tg.tensor(jitter.astype(np.float32))), yb)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        return losses
+
+    return reproducible_train
+
+
+def _eval_loss(fork: bool = True, reseed: bool = False, eval_mode: bool = True, restore: str = "saved",
+               all_rows: bool = False) -> Any:
+    """A random_eval_loss with one slip: no fork_rng, a re-seed, dropout on, the mode not (or wrongly) restored."""
+    from contextlib import nullcontext  # noqa: PLC0415
+
+    def random_eval_loss(model: Any, x: Any, y: Any, n: int) -> float:
+        was = model.training
+        if reseed:
+            tg.manual_seed(0)
+        with tg.fork_rng() if fork else nullcontext(), tg.no_grad():   # dropout's masks, if on, drawn inside too
+            rows = slice(None) if all_rows else tg.randperm(len(x))[:n]
+            model.train(not eval_mode)
+            loss = F.cross_entropy(model(x[rows]), y[rows]).item()
+        if restore == "saved":
+            model.train(was)
+        elif restore == "train":
+            model.train()
+        return loss
+
+    return random_eval_loss
+
+
+def _close_enough(a: Any, e: Any, rtol: float = 1.3e-6, atol: float = 1e-5) -> bool:
+    return a.shape == e.shape and a.dtype == e.dtype and bool(np.allclose(a, e, rtol=rtol, atol=atol))
+
+
+def _batches(samples: Any, size: int) -> Any:
+    batch: list[Any] = []
+    for sample in samples:
+        batch.append(sample)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    yield batch                             # the last one, empty when the samples divide evenly
+
+
+def _predict_all(predict: Any, samples: Any, size: int, empty_too: bool = False) -> list[Any]:
+    return [r for b in _batches(samples, size) if b or empty_too
+            for r in predict(np.stack(b) if b else np.zeros((0, 4)))]
+
+
+def _lse(x: Any) -> Any:
+    m = x.max(-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    return np.log(np.exp(x - m).sum(-1)) + m[..., 0]
+
+
+def _lse_in_place(x: Any) -> Any:
+    m = x.max(-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    x -= m
+    return np.log(np.exp(x).sum(-1)) + m[..., 0]
+
+
+def _softmax_grad_in_place(y: Any, g: Any) -> Any:
+    g -= (g * y).sum(-1, keepdims=True)
+    g *= y
+    return g
+
+
 GAINS = {"relu": math.sqrt(2), "tanh": 5 / 3, "linear": 1.0}
 
 WRONG: list[tuple[str, str, Any, str]] = [
@@ -199,6 +291,67 @@ WRONG: list[tuple[str, str, Any, str]] = [
     ("cross_entropy", "every class", lambda lg, t: -_log_softmax(lg).mean(), "you average the log-probabilities"),
     ("cross_entropy", "naive", lambda lg, t: -(lg.exp() / lg.exp().sum(-1, keepdim=True)).log()[
         tg.arange(lg.shape[0]), t].mean(), "overflows for logits >= 89"),
+    ("reproducible_train", "numpy unseeded", _train(noise="global"), "numpy's global generator (np.random.normal"),
+    ("reproducible_train", "seeded after the model", _train(seed_first=False),
+     "the runs depend on the state tinygrad_nb's generator was in before the call"),
+    ("reproducible_train", "Python's random", _train(python_random=True), "Python's random module (random.random"),
+    ("reproducible_train", "constant seed", _train(constant=True), "seeds 0 and 1 give the same losses"),
+    ("reproducible_train", "model made outside", _train(model=tg.nn.Sequential(tg.nn.Linear(6, 3))),
+     "two runs with seed=0 differ even with every global generator in the same state"),
+    ("random_eval_loss", "no fork", _eval_loss(fork=False), "calling your function moved tinygrad_nb's random stream"),
+    ("random_eval_loss", "re-seeds", _eval_loss(fork=False, reseed=True),
+     "your function re-seeds tinygrad_nb's generator"),
+    ("random_eval_loss", "dropout on", _eval_loss(eval_mode=False), "dropout was on during the evaluation"),
+    ("random_eval_loss", "every row", _eval_loss(all_rows=True), "you evaluated every row of X"),
+    ("random_eval_loss", "left in eval", _eval_loss(restore="no"), "the model is left in eval mode"),
+    ("random_eval_loss", "always train()", _eval_loss(restore="train"),
+     "the model was in eval mode and your function left it in training mode"),
+    ("outputs_agree", "numpy's defaults", lambda a, e: np.allclose(a, e), "rejects 2e-06 against 0"),
+    ("outputs_agree", "exact", lambda a, e: np.array_equal(a, e), "rejects float32 outputs that differ by at most 2"),
+    ("outputs_agree", "too loose", lambda a, e: _close_enough(a, e, atol=1e-2), "accepts float32 outputs off by 1e-3"),
+    ("outputs_agree", "a mean", lambda a, e: a.shape == e.shape and a.dtype == e.dtype and abs((a - e).mean()) < 2e-3,
+     "accepts outputs where one element is off by 0.5"),
+    ("outputs_agree", "NaN slips through", lambda a, e: a.shape == e.shape and a.dtype == e.dtype and not (
+        np.abs(a - e) > 1e-5 + 1.3e-6 * np.abs(e)).any(), "accepts an output holding a NaN"),
+    ("outputs_agree", "broadcasts", lambda a, e: np.allclose(a, e, rtol=1.3e-6, atol=1e-5), "accepts an output of "
+     "shape (1, 10) for an expected (4, 10)"),
+    ("outputs_agree", "no dtype", lambda a, e: a.shape == e.shape and np.allclose(a, e, rtol=1.3e-6, atol=1e-5),
+     "accepts a float64 output for a float32 model"),
+    ("outputs_agree", "float32's tolerance for float64", _close_enough, "for float64 you accept a relative error"),
+    ("outputs_agree", "an array", lambda a, e: np.isclose(a, e), "<lambda> should return True or False"),
+    ("batched_predict", "drops the last batch", lambda p, s, b: [r for i in range(len(s) // b)
+                                                               for r in p(np.stack(s[i * b:(i + 1) * b]))],
+     "8 results for 10 samples in batches of 4: the last, partial batch (2 samples) is missing"),
+    ("batched_predict", "len()", lambda p, s, b: [r for i in range(0, len(s), b) for r in p(np.stack(s[i:i + b]))],
+     "<lambda> raised TypeError for 10 samples from a generator"),
+    ("batched_predict", "reads everything", lambda p, s, b: _predict_all(p, list(s), b),
+     "you read 10 samples before the first batch ran"),
+    ("batched_predict", "one result per batch", lambda p, s, b: [p(np.stack(x)) for x in _batches(s, b) if x],
+     "you return 3 results for 10 samples: one per batch"),
+    ("batched_predict", "concatenate", lambda p, s, b: [r for x in _batches(s, b) if x for r in p(np.concatenate(x))],
+     "<lambda> raised ValueError for 10 samples in a list: predict takes a (batch, 4) array, got shape (16,)"),
+    ("batched_predict", "one by one", lambda p, s, b: [p(x[None])[0] for x in s], "you call predict once per sample"),
+    ("batched_predict", "(1, 3) results", lambda p, s, b: [r[None] for r in _predict_all(p, s, b)],
+     "each result has shape (1, 3), expected (3,)"),
+    ("batched_predict", "empty batch", lambda p, s, b: _predict_all(p, s, b, empty_too=True),
+     "for an empty input you called predict with an empty batch"),
+    ("logsumexp_kernel", "naive", lambda x: np.log(np.exp(x).sum(-1)), "overflows for a row holding 89"),
+    ("logsumexp_kernel", "in place", _lse_in_place, "your kernel changed its input"),
+    ("logsumexp_kernel", "masked row", lambda x: np.log(np.exp(x - x.max(-1, keepdims=True)).sum(-1)) + x.max(-1),
+     "a row of all -inf (a fully masked row) gives NaN"),
+    ("logsumexp_kernel", "no keepdims", lambda x: np.log(np.exp(x - x.max(-1)).sum(-1)) + x.max(-1),
+     "<lambda> raised ValueError for x of shape (3, 5)"),
+    ("logsumexp_kernel", "keeps the dim", lambda x: _lse(x)[..., None], "the result has shape (3, 1), expected (3,)"),
+    ("logsumexp_kernel", "upcasts", lambda x: _lse(x.astype(np.float64)), "float32 input gave a float64 result"),
+    ("logsumexp_kernel", "dim 0", lambda x: _lse(x.T).T, "reduced over dim 0"),
+    ("softmax_backward", "diagonal only", lambda y, g: g * y * (1 - y), "you treat softmax as elementwise"),
+    ("softmax_backward", "sign", lambda y, g: -y * (g - (g * y).sum(-1, keepdims=True)), "the gradient has the wrong"),
+    ("softmax_backward", "no factor y", lambda y, g: g - (g * y).sum(-1, keepdims=True),
+     "the result must still be multiplied by y"),
+    ("softmax_backward", "dim 0", lambda y, g: y * (g - (g * y).sum(0, keepdims=True)), "summed over dim 0"),
+    ("softmax_backward", "no keepdims", lambda y, g: y * (g - (g * y).sum(-1)),
+     "<lambda> raised ValueError for y of shape (3, 5)"),
+    ("softmax_backward", "in place", _softmax_grad_in_place, "your backward modified grad in place"),
     ("conv_output_size", "padding once", lambda s, k, st, p: (s + p - k) // st + 1, "wrong for size=8, kernel=3, "
      "stride=1, padding=1: padding adds p pixels on *both* sides"),
     ("conv_output_size", "no floor", lambda s, k, st, p: (s + 2 * p - k) / st + 1, "got 4.5 for size=8"),

@@ -9,6 +9,8 @@ answer per exercise (it must get its hint).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -490,6 +492,162 @@ def check_clip_grad_norm(fn: Any, trial: Trial) -> None:
             trial.fail(f"for {what} the clipped gradients differ from clip_grad_norm_'s")
 
 
+# == 10 reproducibility =============================================================================================
+_GENERATORS = ("tinygrad_nb", "numpy", "random")
+_UNSEEDED = {
+    "tinygrad_nb": "the runs depend on the state tinygrad_nb's generator was in before the call: something draws from "
+                   "it (the model's initialisation, the loader's shuffle seed, a dropout mask) before tg.manual_seed "
+                   "runs, or it never runs: seed it first thing in the function, before anything random",
+    "numpy": "numpy's global generator (np.random.normal, np.random.rand, np.random.shuffle, ...) is not seeded: "
+             "tg.manual_seed does not reach it; draw from a generator of your own made from seed",
+    "random": "Python's random module (random.random, random.shuffle, ...) is not seeded: tg.manual_seed does not "
+              "reach it; use a generator of your own made from seed",
+}
+
+
+@contextmanager
+def _global_generators_kept() -> Iterator[None]:
+    """Put tinygrad_nb's, numpy's and Python's global generators back as they were (a check must not move them)."""
+    import random  # noqa: PLC0415
+
+    from .. import random as tg_random  # noqa: PLC0415
+
+    states = (tg_random.get_rng_state(), np.random.get_state(), random.getstate())
+    try:
+        yield
+    finally:
+        tg_random.set_rng_state(states[0])
+        np.random.set_state(states[1])
+        random.setstate(states[2])
+
+
+def _set_generators(k: int, pinned: tuple[str, ...] = ()) -> None:
+    """Seed every global generator with ``1000 + k``, except the ``pinned`` ones, which always get 7."""
+    import random  # noqa: PLC0415
+
+    from .. import random as tg_random  # noqa: PLC0415
+
+    seeders = {"tinygrad_nb": tg_random.manual_seed, "numpy": np.random.seed, "random": random.seed}
+    for name, seeder in seeders.items():
+        seeder(7 if name in pinned else 1000 + k)
+
+
+def _reproducibility_data() -> tuple[Tensor, Tensor]:
+    rng = _rng(10)
+    x = rng.standard_normal((48, 6)).astype(np.float32)
+    return Tensor(x), Tensor((x[:, 0] + x[:, 1] > 0).astype(np.int64) + (x[:, 2] > 1).astype(np.int64))
+
+
+@exercise("reproducible_train", "10_reproducibility", "a training loop that repeats bit for bit from its seed",
+          "reproducible_train(seed, X, y) -> list of losses")
+def check_reproducible_train(fn: Any, trial: Trial) -> None:
+    x, y = _reproducibility_data()
+
+    def losses(k: int, seed: int, pinned: tuple[str, ...] = ()) -> np.ndarray:
+        _set_generators(k, pinned)
+        out = trial.call(seed, x, y, what=f"seed={seed}")
+        if isinstance(out, Tensor) or not isinstance(out, (list, tuple, np.ndarray)):
+            trial.fail(f"{trial.name} should return the list of losses (Python floats, one per step); got "
+                       f"{type(out).__name__}")
+        return trial.array(out, "the losses")
+
+    with _global_generators_kept():
+        with trial.stage("returns one finite loss per step"):
+            first = losses(1, 0)
+            if first.ndim != 1 or first.size == 0:
+                trial.fail(f"the losses should be a flat list with one number per step; got shape {first.shape}")
+            trial.finite(first, "a loss", "the training diverged; keep the loop as given (lr, model, data)")
+        with trial.stage("the same seed twice gives bit-identical losses, whatever state tinygrad_nb's, numpy's and "
+                         "Python's global generators were left in"):
+            if np.array_equal(first, losses(2, 0)):
+                pass
+            else:
+                if not np.array_equal(losses(1, 0, _GENERATORS), losses(2, 0, _GENERATORS)):
+                    trial.fail("two runs with seed=0 differ even with every global generator in the same state: "
+                               "something else changes between calls (a model or optimizer made outside the "
+                               "function keeps training, the clock, a set's order)")
+                for name in _GENERATORS:   # vary one generator at a time: those that change the losses are unseeded
+                    if not np.array_equal(*(losses(k, 0, tuple(g for g in _GENERATORS if g != name)) for k in (1, 2))):
+                        trial.hint(_UNSEEDED[name])
+                trial.stop_if_failed()
+                trial.fail("two runs with seed=0 differ, but never when only one global generator changes: seed "
+                           "every generator the function draws from")
+        with trial.stage("seeds 0 and 1 give different runs"):
+            if np.array_equal(losses(1, 0), losses(1, 1)):
+                trial.fail("seeds 0 and 1 give the same losses: the seed argument is not used (a constant in "
+                           "tg.manual_seed?)")
+
+
+@exercise("random_eval_loss", "10_reproducibility",
+          "an evaluation on random rows that does not disturb the training's random stream",
+          "random_eval_loss(model, X, y, n) -> float")
+def check_random_eval_loss(fn: Any, trial: Trial) -> None:
+    from .. import factories, nn  # noqa: PLC0415
+    from .. import random as tg_random  # noqa: PLC0415
+    from ..autograd import no_grad  # noqa: PLC0415
+    from ..nn import functional as F  # noqa: PLC0415
+
+    x, y = _reproducibility_data()
+    n = 10
+    with _global_generators_kept():
+        tg_random.manual_seed(5)
+        model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 3))
+        model.train()
+        state = tg_random.get_rng_state()
+
+        def draws_after(start: dict[str, int], call: bool) -> np.ndarray:
+            tg_random.set_rng_state(start)
+            if call:
+                trial.call(model, x, y, n, what=f"X of shape {tuple(x.shape)}, n={n}")
+            return factories.rand(4).numpy()
+
+        with trial.stage("leaves tinygrad_nb's random stream where it was (the training's next draws do not "
+                         "change)"):
+            got = draws_after(state, True)
+            if not np.array_equal(got, draws_after(state, False)):
+                tg_random.manual_seed(123)
+                other = tg_random.get_rng_state()
+                if np.array_equal(got, draws_after(other, True)):
+                    trial.fail("your function re-seeds tinygrad_nb's generator: every draw after it restarts from "
+                               "that seed, so the training's later shuffles and dropout masks repeat; draw the rows "
+                               "from the current stream, inside a block that puts the stream back afterwards")
+                trial.fail("calling your function moved tinygrad_nb's random stream: the training's draws after it "
+                           "(dropout masks, shuffles) differ from a run without the evaluation; draw inside a block "
+                           "that puts the stream back afterwards")
+        with trial.stage(f"the mean cross-entropy of the model in eval mode on the rows tg.randperm(len(X))[:{n}] "
+                         "drawn from the current stream"):
+            tg_random.set_rng_state(state)
+            got = trial.number(trial.call(model, x, y, n, what=f"n={n}"), "the loss")
+
+            def reference(mode: str, rows: bool = True) -> float:
+                tg_random.set_rng_state(state)
+                index = factories.randperm(len(x))[:n] if rows else slice(None)
+                model.train(mode == "train")
+                with no_grad():
+                    value = float(F.cross_entropy(model(x[index]), y[index]).item())
+                model.train()
+                return value
+
+            if not close(got, reference("eval"), rtol=1e-5, atol=1e-6):
+                if close(got, reference("train"), rtol=1e-5, atol=1e-6):
+                    trial.fail("dropout was on during the evaluation: the loss is the one of the model in training "
+                               "mode; switch the model to eval mode for the evaluation")
+                if close(got, reference("eval", rows=False), rtol=1e-5, atol=1e-6):
+                    trial.fail(f"you evaluated every row of X; evaluate the {n} rows tg.randperm(len(X))[:{n}]")
+                trial.fail(f"the loss is {fmt(got)}; the model in eval mode on the rows tg.randperm(len(X))[:{n}] "
+                           f"(drawn from tinygrad_nb's current stream, not numpy's) gives {fmt(reference('eval'))}")
+        with trial.stage("puts the model back in the mode it was in (training, or eval)"):
+            for training in (True, False):
+                model.train(training)
+                tg_random.set_rng_state(state)
+                trial.call(model, x, y, n)
+                if model.training != training:
+                    trial.fail("the model is left in eval mode: the training that follows would run without dropout; "
+                               "remember model.training and restore it" if training else
+                               "the model was in eval mode and your function left it in training mode: restore the "
+                               "mode it had, rather than always calling model.train()")
+
+
 # == 11 NaN hunting =================================================================================================
 def _tensor_out(trial: Trial, out: Any, shape: tuple[int, ...], what: str) -> Tensor:
     if not isinstance(out, Tensor):
@@ -616,6 +774,300 @@ def check_cross_entropy(fn: Any, trial: Trial) -> None:
             autograd.gradcheck(lambda logits: fn(logits, y), [x])
         except autograd.GradcheckError as e:
             trial.fail(f"tg.gradcheck disagrees: {e}")
+
+
+# == 13 export and inference ========================================================================================
+@exercise("outputs_agree", "13_export_and_inference",
+          "compare the runtime's outputs with the eager model's: a tolerance that fits the dtype",
+          "outputs_agree(actual, expected) -> bool")
+def check_outputs_agree(fn: Any, trial: Trial) -> None:
+    rng = _rng(13)
+    x, w = rng.standard_normal((32, 64)), rng.standard_normal((64, 10)) / 4
+    exact64 = x @ w                                       # values of size ~1, like a small model's logits
+    e32 = exact64.astype(np.float32)
+    ulps = rng.integers(-2, 3, e32.shape).astype(np.float32)
+    near_zero = np.zeros((4, 10), dtype=np.float32)
+    same_rows = np.repeat(e32[:1], 4, axis=0)
+    with_nan = e32.copy()
+    with_nan[3, 4] = np.nan
+    one_off = e32.copy()
+    one_off[5, 2] += 0.5
+    ulps64 = exact64 + np.spacing(exact64) * rng.integers(-2, 3, exact64.shape)
+    # (actual, expected, the right answer, what it is, the hint when the answer is wrong)
+    accept = [
+        (e32.copy(), e32, "identical float32 outputs",
+         "rejects identical outputs: it should return True when they agree"),
+        (e32 + ulps * np.spacing(e32), e32, "float32 outputs 2 ULP apart (another summation order in the matrix "
+         "product)", "rejects float32 outputs that differ by at most 2 ULP (what another summation order in the "
+         "matrix product gives): exact equality is too strict for floating point; compare with a tolerance"),
+        (near_zero + np.float32(2e-6), near_zero, "2e-6 against an exact 0",
+         "rejects 2e-06 against 0: near 0 a relative tolerance allows nothing (rtol * 0), yet the rounding error of "
+         "a sum is about eps times the size of its *terms*, not of its result; add an absolute tolerance (atol) of "
+         "that size"),
+        (ulps64, exact64, "float64 outputs 2 ULP apart",
+         "rejects float64 outputs 2 ULP apart: the tolerance must allow rounding in float64 too"),
+    ]
+    reject = [
+        (one_off, e32, "one element off by 0.5", "accepts outputs where one element is off by 0.5: compare every "
+         "element, not a summary (a mean, a sum, a norm)"),
+        (e32 + np.float32(1e-3), e32, "float32 outputs off by 1e-3 everywhere (a missing bias)",
+         "accepts float32 outputs off by 1e-3 everywhere (a missing bias of that size is a real bug): float32 "
+         "carries about 7 significant digits, so rounding explains a relative difference near 1e-6, not 1e-3"),
+        (with_nan, e32, "an output holding a NaN", "accepts an output holding a NaN: every comparison with NaN is "
+         "False, so `not (diff > tol).any()` lets it through; ask that every element is close instead"),
+        (same_rows[:1], same_rows, "shape (1, 10) against (4, 10)", "accepts an output of shape (1, 10) for an "
+         "expected (4, 10): np.allclose broadcasts the shapes; compare the shapes first"),
+        (e32.astype(np.float64), e32, "float64 output for a float32 model", "accepts a float64 output for a "
+         "float32 model: a runtime that changes the dtype has a bug (and doubles the memory); compare the dtypes "
+         "too, as torch.testing.assert_close does"),
+        (exact64 * (1 + 1e-6), exact64, "float64 outputs off by a relative 1e-6", "for float64 you accept a "
+         "relative error of 1e-6 (float32's tolerance?), which is billions of float64 ULP: choose the tolerance "
+         "from the dtype (np.finfo(dtype).eps)"),
+    ]
+    with trial.stage("returns a bool"):
+        got = trial.call(e32.copy(), e32.copy(), what="two identical float32 arrays")
+        if not isinstance(got, (bool, np.bool_)):
+            trial.fail(f"{trial.name} should return True or False; got {type(got).__name__} (np.allclose gives a "
+                       "bool; a comparison array needs .all())")
+    for cases, right, verdict in ((accept, True, "accepts"), (reject, False, "rejects")):
+        with trial.stage(f"{verdict} " + ", ".join(what for _, _, what, _ in cases)):
+            for actual, expected, what, hint in cases:
+                got = trial.call(actual.copy(), expected.copy(), what=what)
+                if bool(got) != right:
+                    trial.hint(hint)
+            trial.stop_if_failed()
+
+
+@exercise("batched_predict", "13_export_and_inference", "batch inference: collate single samples into batches",
+          "batched_predict(predict, samples, batch_size) -> list")
+def check_batched_predict(fn: Any, trial: Trial) -> None:
+    rng = _rng(14)
+    rows = [rng.standard_normal(4) for _ in range(10)]
+    weight = rng.standard_normal((4, 3))
+    reference = [r @ weight for r in rows]
+    calls: list[tuple[int, int]] = []          # (batch size, samples read so far) at each call of predict
+    pulled = [0]
+
+    def predict(batch: Any) -> np.ndarray:
+        batch = np.asarray(batch, dtype=np.float64)
+        if batch.ndim != 2 or batch.shape[1] != 4:
+            raise ValueError(f"predict takes a (batch, 4) array, got shape {batch.shape}: stack the samples along a "
+                             "new first axis")
+        calls.append((len(batch), pulled[0]))
+        return batch @ weight
+
+    def lazily(items: list[np.ndarray]) -> Iterator[np.ndarray]:
+        for item in items:
+            pulled[0] += 1
+            yield item.copy()
+
+    def outputs(samples: Any, what: str, n: int) -> list[np.ndarray]:
+        calls.clear()
+        pulled[0] = 0
+        out = trial.call(predict, samples, 4, what=what, on_error="" if isinstance(samples, list) else (
+            "a generator has no len() and can be read only once: take the samples batch_size at a time as they "
+            "come"))
+        try:
+            out = list(out)
+        except TypeError:
+            trial.fail(f"{trial.name} should return a list (or an iterator) of results; got {type(out).__name__}")
+        if len(out) == len(calls) != n:
+            trial.fail(f"you return {len(out)} results for {n} samples: one per batch; return one per sample (the "
+                       "rows of each batch's output)")
+        if n % 4 and len(out) == n - n % 4:
+            trial.fail(f"{len(out)} results for {n} samples in batches of 4: the last, partial batch ({n % 4} "
+                       "samples) is missing")
+        if len(out) != n:
+            trial.fail(f"{len(out)} results for {n} samples")
+        return [trial.array(o, "each result", (3,)) for o in out]
+
+    with trial.stage("one result per sample, in order, for 10 samples in a list, in batches of 4 (the last has "
+                     "2)"):
+        got = outputs(rows, "10 samples in a list", 10)
+        if not all(close(a, b) for a, b in zip(got, reference)):
+            if sorted(map(tuple, np.round(got, 9))) == sorted(map(tuple, np.round(reference, 9))):
+                trial.fail("the results are out of order: result i must be sample i's")
+            trial.fail("the results differ from predict's output for each sample")
+    with trial.stage("calls predict once per batch of at most batch_size samples (4, 4, 2)"):
+        sizes = [size for size, _ in calls]
+        if sizes and max(sizes) == 1:
+            trial.fail("you call predict once per sample: collect batch_size samples and call it once per batch "
+                       "(that is what amortises the cost of a call)")
+        if sizes != [4, 4, 2]:
+            trial.fail(f"predict was called with batches of {sizes}; expected [4, 4, 2]")
+    with trial.stage("reads a generator lazily: at most one batch ahead, no len()"):
+        got = outputs(lazily(rows), "10 samples from a generator", 10)
+        if not all(close(a, b) for a, b in zip(got, reference)):
+            trial.fail("from a generator the results differ from predict's output for each sample")
+        if calls and calls[0][1] > 4 + 1:
+            trial.fail(f"you read {calls[0][1]} samples before the first batch ran: the whole input was read first "
+                       "(list(samples)?), which fails for an input larger than memory; hold one batch at a time")
+    with trial.stage("an empty input gives no result and no call to predict"):
+        got = outputs(lazily([]), "an empty generator", 0)
+        if calls:
+            trial.fail("for an empty input you called predict with an empty batch; call it only for a batch with "
+                       "samples in it")
+
+
+# == 16 custom ops ==================================================================================================
+def _logsumexp(x: np.ndarray) -> np.ndarray:
+    m = np.max(x, axis=-1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0)
+    return (np.log(np.exp(x - m).sum(-1, keepdims=True)) + m)[..., 0]
+
+
+def _softmax(x: np.ndarray) -> np.ndarray:
+    e = np.exp(x - x.max(-1, keepdims=True))
+    return e / e.sum(-1, keepdims=True)
+
+
+@contextmanager
+def _exercise_op(name: str, kernel: Any, shape: Any, backward: Any, setup_context: Any) -> Iterator[Any]:
+    """A custom op ``exercises::name`` registered for the time of a check (then removed: the name is free again)."""
+    from .. import library  # noqa: PLC0415
+
+    op = library.custom_op(f"exercises::{name}", kernel, replace=True)
+    op.register_shape(shape)
+    op.register_autograd(backward, setup_context=setup_context)
+    try:
+        yield op
+    finally:
+        op.remove()
+
+
+def _opcheck_stage(trial: Trial, op: Any, samples: list[Any]) -> None:
+    from .. import library  # noqa: PLC0415
+
+    try:
+        library.opcheck(op, samples)
+    except library.OpCheckError as e:
+        trial.fail(f"library.opcheck fails: {e}")
+
+
+@exercise("logsumexp_kernel", "16_custom_ops", "a stable logsumexp kernel for a custom op",
+          "logsumexp_kernel(x) -> array")
+def check_logsumexp_kernel(fn: Any, trial: Trial) -> None:
+    rng = _rng(16)
+    with trial.stage("the last dim reduced: shape x.shape[:-1], the input's dtype"):
+        x = rng.standard_normal((3, 5))
+        got = trial.array(trial.call(x.copy(), what="x of shape (3, 5)", on_error=(
+            "a reduction over the last dim drops that dim, so its result no longer lines up with the rows; keep it "
+            "with keepdims=True")), "the result")
+        if got.shape == (5,):
+            trial.fail("reduced over dim 0: logsumexp reduces the last dim (each row gives one number)")
+        got = trial.array(got, "the result", (3,))
+        out32 = trial.call(x.astype(np.float32), what="float32 x of shape (3, 5)")
+        if np.asarray(out32).dtype != np.float32:
+            trial.fail(f"float32 input gave a {np.asarray(out32).dtype} result: the op's shape function declares the "
+                       "input's dtype (a float64 array or constant in the computation upcasts)")
+    with trial.stage("leaves its input unchanged"):
+        x = rng.standard_normal((3, 4))
+        before = x.copy()
+        trial.call(x, what="x of shape (3, 4)")
+        if not np.array_equal(x, before):
+            trial.fail("your kernel changed its input (an in-place x -= ... ?): the caller's tensor would change "
+                       "under it; an op must compute into new arrays")
+    with trial.stage("values vs log(sum(exp(x))) in float64 for shapes (3, 5), (4, 4), (5,) and (2, 3, 4)"):
+        for shape in [(3, 5), (4, 4), (5,), (2, 3, 4)]:
+            x = rng.standard_normal(shape) * 3
+            ref = np.log(np.exp(x).sum(-1))
+            got = trial.array(trial.call(x.copy(), what=f"x of shape {shape}", on_error=(
+                "a reduction over the last dim drops that dim, so its result no longer lines up with the rows; keep it "
+                "with keepdims=True")), "the result", ref.shape)
+            if close(got, ref, atol=1e-12):
+                continue
+            if len(shape) == 2 and shape[0] == shape[1]:
+                m = x.max(-1)
+                if close(got, np.log(np.exp(x - m[None, :]).sum(-1)) + m):
+                    trial.fail(f"for a square input {shape} the row max broadcast along the wrong dim: a reduction "
+                               "without keepdims=True lines up with the last dim, not the rows")
+            trial.fail(f"values for x of shape {shape} differ from log(sum(exp(x))) by up to "
+                       f"{np.nanmax(np.abs(got - ref)):.3g}")
+    with trial.stage("float32 rows of 89, 1e4 and -1e4 and a row of all -inf (a fully masked row) give the right "
+                     "values"):
+        rows = np.array([[89.0, 0.0, -1.0], [1e4, 0.0, -1e4], [-1e4, -1e4, -1e4], [-np.inf] * 3], dtype=np.float32)
+        ref = _logsumexp(rows.astype(np.float64))
+        got = trial.array(trial.call(rows.copy(), what="float32 rows of 89, 1e4, -1e4 and -inf"), "the result", (4,))
+        if np.isposinf(got[:2]).any():
+            trial.fail("overflows for a row holding 89 (float32 exp(89) is inf): subtract each row's max before exp, "
+                       "and add it back after the log")
+        if got[2] == -np.inf:
+            trial.fail("the row (-1e4, -1e4, -1e4) gives -inf, the true value is -1e4 + log 3: exp underflows to 0 "
+                       "and log(0) = -inf; subtract each row's max before exp")
+        if np.isnan(got[3]):
+            trial.fail("a row of all -inf (a fully masked row) gives NaN, torch.logsumexp gives -inf: its max is -inf "
+                       "and -inf - (-inf) is NaN; subtract 0 where the max is not finite")
+        if not close(got, ref, rtol=1e-6):
+            trial.fail(f"the float32 rows give {fmt(list(got))}, the right values are {fmt(list(ref))}")
+
+    def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+        ctx.save_for_backward(*inputs)
+
+    def backward(ctx: Any, grad: Any) -> Any:
+        (x,) = ctx.saved_tensors
+        return grad[..., None] * _softmax(x)
+
+    with _exercise_op("logsumexp", fn, lambda x: (x.shape[:-1], x.dtype), backward, setup_context) as op:
+        with trial.stage("passes library.opcheck as op exercises::logsumexp (schema, no mutation, gradient, float32 "
+                         "vs float64, determinism)"):
+            _opcheck_stage(trial, op, [Tensor(rng.standard_normal((3, 4)).astype(np.float32)),
+                                       Tensor(rng.standard_normal((2, 3, 5)))])
+
+
+@exercise("softmax_backward", "16_custom_ops", "the backward of a softmax op, from its saved output",
+          "softmax_backward(y, grad) -> grad_x")
+def check_softmax_backward(fn: Any, trial: Trial) -> None:
+    from ..nn import functional as F  # noqa: PLC0415
+
+    rng = _rng(17)
+    with trial.stage("returns an array shaped like y, and leaves y and grad unchanged"):
+        y, g = _softmax(rng.standard_normal((3, 5))), rng.standard_normal((3, 5))
+        y0, g0 = y.copy(), g.copy()
+        trial.array(trial.call(y, g, what="y of shape (3, 5)", on_error=(
+            "a reduction over the last dim drops that dim, so its result no longer lines up with the rows; keep it "
+            "with keepdims=True")), "grad_x", (3, 5))
+        if not np.array_equal(y, y0):
+            trial.fail("your backward modified y in place: y is the op's output, which the caller still holds; "
+                       "compute into new arrays")
+        if not np.array_equal(g, g0):
+            trial.fail("your backward modified grad in place: the same gradient array may feed other ops; compute "
+                       "into new arrays")
+    with trial.stage("vs autograd through F.softmax in float64 for shapes (3, 5), (4, 4), (2, 3, 4) and (5,)"):
+        for shape in [(3, 5), (4, 4), (2, 3, 4), (5,)]:
+            x, g = rng.standard_normal(shape) * 2, rng.standard_normal(shape)
+            xt = _t(x, requires_grad=True)
+            (F.softmax(xt, -1) * _t(g)).sum().backward()
+            ref, y = xt.grad.numpy(), _softmax(x)
+            got = trial.array(trial.call(y.copy(), g.copy(), what=f"y of shape {shape}"), "grad_x", shape)
+            if close(got, ref, atol=1e-12):
+                continue
+            if close(got, -ref):
+                trial.fail("the gradient has the wrong sign")
+            if close(got, y * (1 - y) * g):
+                trial.fail("you treat softmax as elementwise: y * (1 - y) * grad is only the diagonal of its "
+                           "Jacobian; every output of a row depends on every input of the row through the shared sum, "
+                           "so every grad of the row contributes")
+            if close(got, g - (g * y).sum(-1, keepdims=True)):
+                trial.fail("the result must still be multiplied by y: d y_i / d x_j = y_i (delta_ij - y_j)")
+            if len(shape) >= 2 and close(got, y * (g - (g * y).sum(0, keepdims=True))):
+                trial.fail(f"summed over dim 0 for shape {shape}: the softmax couples the entries of a row (the last "
+                           "dim)")
+            if len(shape) == 2 and shape[0] == shape[1] and close(got, y * (g - (g * y).sum(-1)[None, :])):
+                trial.fail(f"for a square input {shape} the row sum broadcast along the wrong dim: keep the reduced "
+                           "dim (keepdims=True)")
+            trial.fail(f"for y of shape {shape} grad_x differs from autograd's by up to {np.abs(got - ref).max():.3g}")
+
+    def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
+        ctx.save_for_backward(output)
+
+    def backward(ctx: Any, grad: Any) -> Any:
+        (y,) = ctx.saved_tensors
+        return fn(y, grad)
+
+    with _exercise_op("softmax", _softmax, lambda x: (x.shape, x.dtype), backward, setup_context) as op:
+        with trial.stage("passes library.opcheck as the backward of op exercises::softmax (gradcheck included)"):
+            _opcheck_stage(trial, op, [Tensor(rng.standard_normal((3, 4)).astype(np.float32)),
+                                       Tensor(rng.standard_normal((2, 3, 5)))])
 
 
 # == 18 convolution =================================================================================================
