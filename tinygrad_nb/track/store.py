@@ -48,7 +48,8 @@ from ..owner import owner_is_dead
 DEFAULT_DIR = ".tinygrad_nb"
 DEFAULT_FILE = "runs.db"
 SCHEMA_VERSION = 2
-STATUSES = ("running", "finished", "failed", "nan")  # what a run records; reading adds "crashed" and "damaged"
+STATUSES = ("running", "finished", "failed", "nan", "pruned")  # what a run records ("pruned": stopped early by
+# a sweep's scheduler or pruner); reading adds "crashed" and "damaged"
 READ_STATUSES = STATUSES + ("crashed", "damaged")
 RUN_COLUMNS = ("id", "name", "project", "status", "start_time", "end_time", "fingerprint", "host", "pid", "pid_start")
 _default_path: Path | None = None
