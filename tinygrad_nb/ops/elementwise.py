@@ -350,22 +350,24 @@ class Gelu(Function):
             out = Gelu.forward(ctx, a.astype(xp.float32), approximate).astype(a.dtype)
             ctx.save_for_backward(a)  # saved in 16 bits; backward computes in float32 the same way
             return out
-        ctx.save_for_backward(a)
         ctx.approximate = approximate
         if approximate == "tanh":
+            ctx.save_for_backward(a)
             return (0.5 * a * (1 + m.tanh(_SQRT_2_OVER_PI * (a + 0.044715 * (a * a * a))))).astype(a.dtype, copy=False)
         if approximate != "none":
             raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
-        out = erf(xp, a * _SQRT_HALF, m.exp)
-        out += 1.0
-        out *= a
-        out *= 0.5
-        return out.astype(a.dtype, copy=False)
+        cdf = erf(xp, a * _SQRT_HALF, m.exp)  # Phi(a) = (1 + erf(a / sqrt 2)) / 2
+        cdf += 1.0
+        cdf *= 0.5
+        # Phi(a) is saved for backward: one more activation-sized array, but erf (about 25 passes over the data)
+        # is not evaluated a second time (the tiny GPT's GELU backward: ~2x faster)
+        ctx.save_for_backward(a, cdf)
+        return (a * cdf).astype(a.dtype, copy=False)
 
     @staticmethod
     def backward(ctx: Context, g: Any) -> Any:
         xp, m = ctx.xp, math_module(ctx)
-        (a,) = ctx.saved_tensors
+        a, *cdf = ctx.saved_tensors  # cdf: [Phi(a)] when forward saved it (float32 and float64, exact GELU)
         if a.dtype.itemsize == 2:  # 16-bit floats: computed in float32 (see forward); the engine casts the result back
             a, g = a.astype(xp.float32), g.astype(xp.float32)
         if ctx.approximate == "tanh":
@@ -373,9 +375,12 @@ class Gelu(Function):
             th = m.tanh(inner)
             d_inner = _SQRT_2_OVER_PI * (1 + 3 * 0.044715 * a * a)
             return g * (0.5 * (1 + th) + 0.5 * a * (1 - th * th) * d_inner)
-        slope = erf(xp, a * _SQRT_HALF, m.exp)  # becomes Phi(a) + a phi(a), in place
-        slope += 1.0
-        slope *= 0.5
+        if cdf:
+            slope = cdf[0].copy()  # becomes Phi(a) + a phi(a), in place
+        else:
+            slope = erf(xp, a * _SQRT_HALF, m.exp)
+            slope += 1.0
+            slope *= 0.5
         a_pdf = a * a
         a_pdf *= -0.5
         a_pdf = m.exp(a_pdf)
