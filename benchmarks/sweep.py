@@ -62,7 +62,6 @@ def batch_inference(folder: Path, rows: int, repeats: int) -> None:
 
     from tinygrad_nb import nn  # noqa: PLC0415
     from tinygrad_nb.export import onnx as export_onnx  # noqa: PLC0415
-    from tinygrad_nb.sweep.data import map_dataset  # noqa: PLC0415
 
     model = nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 4))
     path = folder / "mlp.onnx"
@@ -85,7 +84,7 @@ def batch_inference(folder: Path, rows: int, repeats: int) -> None:
         out = folder / "ray_out"
         shutil.rmtree(out, ignore_errors=True)
         start = time.perf_counter()
-        map_dataset(csv, path, batch_size=8192, output=out, concurrency=2)
+        tg.runtime.map_dataset(csv, path, batch_size=8192, output=out, concurrency=2)
         return time.perf_counter() - start
 
     on_ray()  # warm-up: actor start-up and Ray Data's first plan

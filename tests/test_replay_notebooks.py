@@ -35,6 +35,8 @@ RUN_BOUND: dict[str, set[str]] = {
     "12_profiling.ipynb": {"tmp", "prof", "summary", "row", "prof2", "sampled", "trace"},
     # a temporary directory; an export result (its path in it, the time export took)
     "13_export_and_inference.ipynb": {"tmp", "result"},
+    # a store in a temporary directory; a sweep (its random id, its trials' run ids), its runs, a replayed trial's run
+    "19_ablation_sweeps.ipynb": {"store", "result", "runs", "again"},
 }
 # notebook 10 records into its own store in a temporary directory (%tg_ckpt dir=..., then off, then deletes it):
 # the replay switches back to ours and replays what was recorded there (the cells before that switch)

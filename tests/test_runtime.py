@@ -417,6 +417,25 @@ def test_load_accepts_bytes(mlp_file: tuple[nn.Module, Path]) -> None:
     np.testing.assert_array_equal(load(path.read_bytes())(x), load(path)(x))
 
 
+def test_map_dataset_is_exposed_lazily_without_importing_ray() -> None:
+    import subprocess
+    import sys
+
+    # a fresh interpreter: this one may already hold Ray from another test
+    code = ("import sys, tinygrad_nb as tg; assert 'ray' not in sys.modules; "
+            "assert 'tinygrad_nb.runtime.dataset' not in sys.modules; f = tg.runtime.map_dataset; "
+            "from tinygrad_nb.sweep.data import map_dataset; assert f is map_dataset; "
+            "assert 'ray' not in sys.modules; print(f.__module__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "tinygrad_nb.runtime.dataset"
+    assert "map_dataset" in tg.runtime.__all__
+    with pytest.raises(ValueError, match="map_dataset: batch_size must be >= 1, got 0"):
+        tg.runtime.map_dataset("rows.csv", b"", batch_size=0)
+    with pytest.raises(AttributeError, match="has no attribute 'map_datasets'"):
+        tg.runtime.map_datasets  # noqa: B018
+
+
 def test_map_shows_a_widget_inside_jupyter(mlp_file: tuple[nn.Module, Path], monkeypatch: pytest.MonkeyPatch,
                                            capsys: pytest.CaptureFixture[str]) -> None:
     pytest.importorskip("ipywidgets")

@@ -9,6 +9,7 @@ import math
 import os
 import signal
 import textwrap
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -331,11 +332,82 @@ def test_cli_runs_the_sweep_from_toml(tmp_path: Path, capsys: pytest.CaptureFixt
 
 
 # -- MLflow ---------------------------------------------------------------------------------------------------------
-def test_mlflow_sink_mirrors_every_trial(tmp_path: Path) -> None:
+MLFLOW_START_S = 300  # a cold `mlflow server` imports a lot and migrates its SQLite schema: ~25 s on 2 busy cores
+
+
+@pytest.fixture
+def mlflow_server(tmp_path: Path) -> Iterator[str]:
+    """A real ``mlflow server`` with a SQLite backend on 127.0.0.1 and a free port, started and stopped here."""
     pytest.importorskip("mlflow")
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    folder = tmp_path / "mlflow"
+    folder.mkdir()
+    mlflow_cli = shutil.which("mlflow") or ""
+    command = ([mlflow_cli] if mlflow_cli else [sys.executable, "-m", "mlflow"]) + [
+        "server", "--backend-store-uri", f"sqlite:///{folder / 'mlflow.db'}",
+        "--default-artifact-root", str(folder / "artifacts"), "--host", "127.0.0.1", "--port", str(port),
+        "--workers", "1"]
+    # no background job runner (huey consumers): the sink needs none and they would take the 2 CPUs
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    log = open(folder / "server.log", "wb")  # a file, not a pipe nobody reads that could fill and block the server
+    # its own process group, so stopping it also stops the workers it spawns
+    server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+
+    def stop() -> None:
+        try:
+            os.killpg(server.pid, signal.SIGTERM)
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            pass
+        except ProcessLookupError:  # already gone, group and all
+            pass
+        try:  # whatever of its group outlived the polite stop (a stuck worker)
+            os.killpg(server.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        server.wait(timeout=30)
+        log.close()
+
+    deadline = time.monotonic() + MLFLOW_START_S
+    try:
+        while True:  # bounded: the deadline, or the server exiting
+            if server.poll() is not None:
+                pytest.fail(f"mlflow server exited with {server.returncode}:\n"
+                            f"{(folder / 'server.log').read_text(errors='replace')[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow server not ready on {url} after {MLFLOW_START_S} s:\n"
+                            f"{(folder / 'server.log').read_text(errors='replace')[-3000:]}")
+            time.sleep(0.5)
+    except BaseException:
+        stop()
+        raise
+    try:
+        yield url
+    finally:
+        stop()
+
+
+def test_mlflow_sink_mirrors_every_trial(mlflow_server: str, tmp_path: Path) -> None:
     from mlflow.tracking import MlflowClient
 
-    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"  # MLflow's SQLite backend (its file store is retired)
+    uri = mlflow_server  # a real tracking server over HTTP, its runs in SQLite
     store = track.RunStore(tmp_path / "runs.db")
     result = sw.sweep(staged_train, {"quality": [0.0, 9.0, 0.5]}, max_concurrent=1, store=store, live=False,
                       mlflow={"tracking_uri": uri, "experiment": "ablation"}, early_stop="median", name="ml")

@@ -73,7 +73,6 @@ def test_ray_data_batch_inference_equals_the_runtime(local_ray: None, tmp_path: 
     import tinygrad_nb as tg
     from tinygrad_nb import nn
     from tinygrad_nb.export import onnx as export_onnx
-    from tinygrad_nb.sweep.data import map_dataset
 
     model = nn.Sequential(nn.Linear(6, 16), nn.ReLU(), nn.Linear(16, 3))
     path = tmp_path / "mlp.onnx"
@@ -84,7 +83,7 @@ def test_ray_data_batch_inference_equals_the_runtime(local_ray: None, tmp_path: 
     frame = pd.DataFrame({"id": np.arange(rows), **{f"f{i}": features[:, i] for i in range(6)}})
     csv = tmp_path / "rows.csv"
     frame.to_csv(csv, index=False, float_format="%.9g")  # 9 digits: float32 round-trips exactly
-    out = map_dataset(csv, path, batch_size=8192, output=tmp_path / "scored", passthrough=["id"])
+    out = tg.runtime.map_dataset(csv, path, batch_size=8192, output=tmp_path / "scored", passthrough=["id"])
     got = pd.read_parquet(out).sort_values("id")
     assert got["id"].tolist() == list(range(rows))
     session = tg.runtime.load(path)

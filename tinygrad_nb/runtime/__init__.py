@@ -7,8 +7,10 @@ bucket, and a batch API that streams.
     for probs in sess.map(samples, batch_size=64):
         ...
     sess.memory_plan()                            # per-bucket peak bytes; a picture of buffer lifetimes
+    tg.runtime.map_dataset("rows.csv", "model.onnx", batch_size=8192, output="scored/")   # on Ray Data
 
-Needs only numpy and onnx (for reading the protobuf). See docs/runtime.md.
+Needs only numpy and onnx (for reading the protobuf); ``map_dataset`` also needs Ray Data, imported when it is
+first used. See docs/runtime.md.
 """
 from __future__ import annotations
 
@@ -20,7 +22,8 @@ from .session import (FORMAT_VERSION, MAX_OPSET, MIN_OPSET, InputError, MemoryPl
                       Session)
 
 __all__ = ["CLAIMED_OPS", "FORMAT_VERSION", "InputError", "KERNELS", "KernelError", "MAX_OPSET", "MIN_OPSET",
-           "MemoryPlanReport", "ModelFormatError", "Session", "compile", "load", "load_model", "supported_ops"]
+           "MemoryPlanReport", "ModelFormatError", "Session", "compile", "load", "load_model", "map_dataset",
+           "supported_ops"]
 
 # Ops whose every onnx.backend.test node case passes (tests/test_runtime_conformance.py checks it); the runtime runs
 # more op types than these, for the attribute and type combinations exporters emit (see docs/runtime.md).
@@ -35,6 +38,16 @@ CLAIMED_OPS: tuple[str, ...] = (
     "Acos", "Acosh", "Asin", "Asinh", "Atan", "Atanh", "Col2Im", "Cosh", "GatherElements", "ScatterElements", "Sinh",
     "Softplus", "Tan",
 )
+
+
+def __getattr__(name: str) -> Any:
+    # map_dataset (runtime/dataset.py) is loaded on first use, so importing the runtime stays numpy + onnx; Ray
+    # itself is imported only inside map_dataset
+    if name == "map_dataset":
+        from .dataset import map_dataset  # noqa: PLC0415
+
+        return map_dataset
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def supported_ops() -> list[str]:

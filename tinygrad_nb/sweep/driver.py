@@ -21,7 +21,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..io import atomic_write
 from ..track.compare import Comparison
@@ -39,6 +39,9 @@ MANIFEST_FORMAT_VERSION = 1
 class TrialResult:
     """How one trial ended. ``value``: the best ``metric`` it logged (None if it logged none)."""
 
+    # What a replayed notebook cell cannot make again (see docs/cell_checkpoints.md, "Run-bound values")
+    RUN_BOUND_FIELDS: ClassVar[dict[Any, str]] = {"run_id": "a random run id"}
+
     trial: int
     config: dict[str, Any]
     seed: int
@@ -54,6 +57,9 @@ class TrialResult:
 @dataclass
 class SweepResult:
     """What a sweep did: ``trials`` (by trial id), ``best``; ``str()`` is the trial table."""
+
+    # a fresh random id per sweep (also in every trial's config as ``sweep.id``), so a replayed cell renames it
+    RUN_BOUND_FIELDS: ClassVar[dict[Any, str]] = {"id": "a random sweep id"}
 
     id: str
     name: str
