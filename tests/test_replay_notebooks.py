@@ -38,6 +38,11 @@ RUN_BOUND: dict[str, set[str]] = {
     # a store in a temporary directory; a sweep (its random id, its trials' run ids), its runs, a replayed trial's run
     "19_ablation_sweeps.ipynb": {"store", "result", "runs", "again"},
 }
+# notebooks whose subject is wall-clock behaviour, so their state cannot replay bitwise: named with the reason
+NOT_REPLAYABLE = {
+    "14_serving.ipynb": "a live HTTP server: its latencies, p99 alerts, metrics and responses are wall-clock "
+                        "measurements, and concurrent answers arrive in completion order",
+}
 # notebook 10 records into its own store in a temporary directory (%tg_ckpt dir=..., then off, then deletes it):
 # the replay switches back to ours and replays what was recorded there (the cells before that switch)
 SWITCH_BACK = {"10_reproducibility.ipynb"}
@@ -52,6 +57,8 @@ def _text(cell: object) -> str:
 
 @pytest.mark.parametrize("name", sorted(p.name for p in NOTEBOOKS.glob("*.ipynb")))
 def test_notebook_replays_bitwise(name: str, tmp_path: Path) -> None:
+    if name in NOT_REPLAYABLE:
+        pytest.skip(f"{name}: {NOT_REPLAYABLE[name]}")
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     ckpt = tmp_path / "ckpt"
     first = (f"%load_ext tinygrad_nb\n%tg_ckpt dir={ckpt} on\n"
