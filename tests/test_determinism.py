@@ -49,8 +49,10 @@ def test_on_raises_for_known_nondeterministic_cuda_ops() -> None:
 
 
 def test_getitem_backward_checks_its_device() -> None:
-    """The scatter-add branch of GetItem.backward asks the check; a cuda-typed context (numpy arrays) trips it."""
-    ctx = SimpleNamespace(device=SimpleNamespace(type="cuda"), xp=np, shape=(4,), index=np.array([0, 0, 2]))
+    """The scatter-add branch of GetItem.backward asks the check; a cuda-typed context (numpy arrays) trips it. The
+    index is a tuple of arrays: one bare integer array on numpy takes the sort + reduceat path instead, which is
+    deterministic by construction (and never runs on cupy arrays)."""
+    ctx = SimpleNamespace(device=SimpleNamespace(type="cuda"), xp=np, shape=(4,), index=(np.array([0, 0, 2]),))
     g = np.ones(3, dtype=np.float32)
     assert ops.GetItem.backward(ctx, g)[0].tolist() == [2.0, 0.0, 1.0, 0.0]  # mode off
     with deterministic(True), pytest.raises(DeterminismError, match="GetItem.backward on cuda"):
