@@ -64,6 +64,7 @@ CASES: dict[str, Maker] = {
     "Fold": lambda r, s: [_u(-5, 5)(r, (2, 3 * 4, 4)), (3, 3), (2, 2), (1, 1), (0, 0), (1, 1)],
     "ScaledDotProductAttention": lambda r, s: [_u(-2, 2)(r, (2, s[0], 8)), _u(-2, 2)(r, (2, s[-1], 8)),
                                                _u(-2, 2)(r, (2, s[-1], 4)), None, None, 8 ** -0.5],
+    "LayerNorm": lambda r, s: [_u(-4, 6)(r, s), _u(0.5, 2)(r, s[-1:]), _u(-1, 1)(r, s[-1:]), 1, 1e-5],
     **{name: (lambda lo, hi: lambda r, s: [_u(lo, hi)(r, s)])(lo, hi) for name, (lo, hi) in {
         "Sin": (-6, 6), "Cos": (-6, 6), "Tan": (-1.4, 1.4), "Asin": (-0.99, 0.99), "Acos": (-0.99, 0.99),
         "Atan": (-20, 20), "Sinh": (-5, 5), "Cosh": (-5, 5), "Asinh": (-20, 20), "Acosh": (1.01, 20),

@@ -25,6 +25,9 @@ float64 on the same (low-precision) inputs:
 * ``attention`` (q, k, v with ``L`` keys of depth ``D``): each softmax weight is off by at most
   ``w = 2 gamma_D scale max(|q||k|^T) + (L + 4) eps_d`` (relative), so
   ``|out - exact| <= 0.5 ulp_d(exact) + (w + gamma_L) max|v|``.
+* ``layernorm`` (rows of ``n`` values, normalised in float32 and rounded once): the float32 steps are off by at
+  most ``gamma_{n+8}(float32) (max_row|x| r |weight| + |exact|)`` (the mean's error, scaled by ``r = 1/sqrt(var +
+  eps)``, dominates where ``x`` is near the mean), then one rounding: ``ulp_d(exact)`` plus that.
 """
 from __future__ import annotations
 
@@ -161,6 +164,18 @@ def attention_bound(inputs: list[Any], exact: np.ndarray, d: np.dtype, kwargs: d
     return 0.5 * ulp(exact, d) + (weights_error + _gamma(keys, d)) * float(np.max(np.abs(v), initial=0.0))
 
 
+def layer_norm_bound(inputs: list[Any], exact: np.ndarray, d: np.dtype, kwargs: dict[str, Any]) -> np.ndarray:
+    x = inputs[0]
+    weight = inputs[1] if len(inputs) > 1 and inputs[1] is not None else 1.0
+    dims = inputs[3] if len(inputs) > 3 else kwargs.get("dims", 1)
+    eps_ = inputs[4] if len(inputs) > 4 else kwargs.get("eps", 1e-5)
+    axes = tuple(range(x.ndim - dims, x.ndim))
+    n = int(np.prod([x.shape[i] for i in axes]))
+    r = 1 / np.sqrt(x.var(axis=axes, keepdims=True) + eps_)
+    largest = np.abs(x).max(axis=axes, keepdims=True)
+    return ulp(exact, d) + _gamma(n + 8, np.dtype(np.float32)) * (largest * r * np.abs(weight) + np.abs(exact))
+
+
 _EXACT = ("Reshape", "Permute", "Expand", "GetItem", "Cat", "Pad", "Neg", "Abs", "Relu", "Maximum", "Minimum",
           "Where", "Clamp", "Max", "Unfold", "Cast", "Gather")
 # one numpy/ml_dtypes ufunc (computed in float32, rounded once) or an op that computes 16-bit inputs in float32
@@ -179,6 +194,7 @@ BOUNDS.update({
     "LogSoftmax": ("logsumexp", logsumexp_bound), "CrossEntropy": ("logsumexp", logsumexp_bound),
     "Prod": ("prod", prod_bound), "Fold": ("sum", fold_bound), "Scatter": ("scatter", scatter_bound),
     "ScaledDotProductAttention": ("attention", attention_bound),
+    "LayerNorm": ("layernorm", layer_norm_bound),
 })
 DEFAULT_BOUND = ("elementwise(1)", elementwise(1))  # an op with no entry (a custom op) is held to 1 ULP
 

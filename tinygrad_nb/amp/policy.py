@@ -6,8 +6,8 @@ Three lists, as in PyTorch's autocast:
   inputs tolerate 8-11 bits of mantissa: ``Matmul``, ``Linear``, ``Unfold`` (conv2d's im2col, followed by a Matmul),
   ``ScaledDotProductAttention``.
 * ``float32`` -- run in float32 whatever the inputs: ops whose result loses most in 16 bits: exp/log/pow and their
-  relatives (range), sums, products and cumulative sums (sum/mean/var reductions, so layer/batch norms and softmax's
-  denominator), log-softmax and cross-entropy. A float64 input stays float64.
+  relatives (range), sums, products and cumulative sums (sum/mean/var reductions, so batch norm and softmax's
+  denominator), layer norm, log-softmax and cross-entropy. A float64 input stays float64.
 * ``promote`` -- ops with several float inputs run in the widest of their dtypes (``bf16 + f32 -> f32``).
 
 An op that is in no list runs in the dtype of its inputs (relu, tanh, reshape...). Custom ops (``ns::name``) are in
@@ -40,6 +40,7 @@ _TABLE: dict[str, tuple[str, str]] = {
     "Cumsum": (FLOAT32, "a running total: k roundings"),
     "LogSoftmax": (FLOAT32, "log-sum-exp over a row"),
     "CrossEntropy": (FLOAT32, "the loss: log-sum-exp and a mean over the batch"),
+    "LayerNorm": (FLOAT32, "a mean and a variance over each row"),
     "Add": (PROMOTE, "binary: widest input dtype"),
     "Sub": (PROMOTE, "binary: widest input dtype"),
     "Mul": (PROMOTE, "binary: widest input dtype"),

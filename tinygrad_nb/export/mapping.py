@@ -656,6 +656,29 @@ def _attention(em: Emitter, node: Node, out: str) -> None:
     em.node("MatMul", [weights, em.name(v)], out)
 
 
+@converter("LayerNorm", "LayerNormalization (opset 17+); ReduceMean, Sub, Mul, Add, Sqrt, Div before")
+def _layer_norm(em: Emitter, node: Node, out: str) -> None:
+    x, weight, bias = (list(node.args) + [None, None])[:3]
+    dims = node.args[3] if len(node.args) > 3 else node.kwargs.get("dims", 1)
+    eps = float(node.args[4] if len(node.args) > 4 else node.kwargs.get("eps", 1e-5))
+    dtype = node.output.dtype
+    if em.opset >= 17:
+        scale = em.name(weight) if weight is not None else em.const(np.ones(x.shape[-dims:], dtype), "ln_scale")
+        em.node("LayerNormalization", [em.name(x), scale] + ([em.name(bias)] if bias is not None else []), out,
+                axis=-dims, epsilon=eps)
+        return
+    axes = list(range(-dims, 0))
+    centered = em.node("Sub", [em.name(x), em.node("ReduceMean", [em.name(x)], axes=axes, keepdims=1)])
+    variance = em.node("ReduceMean", [em.node("Mul", [centered, centered])], axes=axes, keepdims=1)
+    std = em.node("Sqrt", [em.node("Add", [variance, em.const(np.asarray(eps, dtype), "ln_eps")])])
+    result = em.node("Div", [centered, std])
+    if weight is not None:
+        result = em.node("Mul", [result, em.name(weight)])
+    if bias is not None:
+        result = em.node("Add", [result, em.name(bias)])
+    em.finish(result, out)
+
+
 # Checks run before two traces are compared, for arguments that legitimately differ between them but cannot be
 # exported (a random dropout mask): the user gets the reason, not "the trace depends on the data".
 PRECHECKS: dict[str, Callable[[Node], None]] = {"ScaledDotProductAttention": _attention_dropout}

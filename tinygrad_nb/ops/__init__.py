@@ -5,7 +5,7 @@ from ..autograd import ShapeError, unbroadcast
 from .matmul import Linear, Matmul
 from .movement import Cat, Expand, GetItem, Pad, Permute, Reshape
 from .indexing import Gather, Scatter
-from .nn import Fold, ScaledDotProductAttention, Unfold
+from .nn import Fold, LayerNorm, ScaledDotProductAttention, Unfold
 from .pointwise import (Acos, Acosh, Asin, Asinh, Atan, Atan2, Atanh, Cos, Cosh, Erf, Erfc, Erfinv, Exp2, Expm1, Fmod,
                         Log1p, Log2, Log10, Remainder, Sin, Sinh, Softplus, Tan)
 from .reduce import CrossEntropy, Cumsum, LogSoftmax, Max, Prod, Sum
@@ -13,8 +13,8 @@ from .reduce import CrossEntropy, Cumsum, LogSoftmax, Max, Prod, Sum
 PRIMITIVES = (Add, Sub, Mul, Div, FloorDivide, Pow, Maximum, Minimum, Where, Neg, Exp, Log, Sqrt, Tanh, Sigmoid,
               Relu, Gelu, Abs, Clamp, Cast, Sum, Max, Cumsum, LogSoftmax, CrossEntropy, Reshape, Permute, Expand,
               GetItem, Cat, Pad, Matmul, Linear, Unfold, NoGradOp,
-              Prod, Gather, Scatter, Fold, ScaledDotProductAttention, Sin, Cos, Tan, Asin, Acos, Atan, Sinh, Cosh, Asinh,
-              Acosh, Atanh, Log1p, Expm1, Log2, Log10, Exp2, Erf, Erfc, Erfinv, Softplus, Atan2, Remainder, Fmod)
+              Prod, Gather, Scatter, Fold, ScaledDotProductAttention, LayerNorm, Sin, Cos, Tan, Asin, Acos, Atan, Sinh,
+              Cosh, Asinh, Acosh, Atanh, Log1p, Expm1, Log2, Log10, Exp2, Erf, Erfc, Erfinv, Softplus, Atan2, Remainder, Fmod)
 
 __all__ = [op.__name__ for op in PRIMITIVES] + ["NO_GRAD_OPS", "PRIMITIVES", "ShapeError", "unbroadcast"]
 
