@@ -13,24 +13,20 @@ extension (``pip install -e .``) is missing.
 """
 from __future__ import annotations
 
-import importlib.util
-import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_helpers import CHROMIUM, OPEN_NOTEBOOK_READY, RUN_CELLS, jupyterlab, lab_env, missing
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = os.environ.get("TINYGRAD_NB_CHROMIUM", "/usr/bin/chromium")
 FIXTURE = Path(__file__).resolve().parent / "browser" / "lab_extension.ipynb"
 ARTIFACTS = Path(os.environ.get("TINYGRAD_NB_ARTIFACTS", ROOT / "artifacts")) / "browser"
 DOCS_IMAGES = ROOT / "docs" / "images"
@@ -38,35 +34,7 @@ TOKEN = "tinygrad-nb-lab-browser-test"
 CELLS = 6
 
 
-def _missing() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"no chromium at {CHROMIUM} (.ci/run installs Debian's chromium; set $TINYGRAD_NB_CHROMIUM)"
-    for module in ("playwright", "jupyterlab", "ipykernel"):
-        if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed (pip install -e '.[dev]')"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _api(base: str, path: str, method: str = "GET") -> Any:
-    request = urllib.request.Request(f"{base}{path}", method=method, headers={"Authorization": f"token {TOKEN}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        body = response.read()
-    return json.loads(body) if body else None
-
-
-def _env(tmp: Path) -> dict[str, str]:
-    return dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp / "config"), JUPYTER_DATA_DIR=str(tmp / "data"),
-                JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
-                JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"), PYTHONWARNINGS="ignore")
+pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
 
 
 @pytest.fixture(scope="module")
@@ -75,62 +43,15 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     root = tmp / "root"
     root.mkdir()
     shutil.copy(FIXTURE, root / FIXTURE.name)
-    (tmp / "config" / "labconfig").mkdir(parents=True)
-    (tmp / "config" / "labconfig" / "page_config.json").write_text(json.dumps(
-        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
-    env = _env(tmp)
-    listed = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], env=env, capture_output=True,
-                            text=True, timeout=120)
+    listed = subprocess.run([sys.executable, "-m", "jupyter", "labextension", "list"], env=lab_env(tmp),
+                            capture_output=True, text=True, timeout=120)
     text = re.sub(r"\x1b\[[0-9;]*m", "", listed.stdout + listed.stderr)
     if "tinygrad-nb-lab" not in text:
         pytest.skip("the Lab extension is not installed here (pip install -e .)")
     assert re.search(r"tinygrad-nb-lab v\d+\.\d+\.\d+ enabled OK", text), text
-    port = _free_port()
-    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
-               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={TOKEN}",
-               f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
-               "--LabApp.extension_manager=readonly", "--LabApp.news_url=None",
-               "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate"]
-    log = open(tmp / "server.log", "w")  # noqa: SIM115 - closed at teardown
-    server = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while True:
-        try:
-            _api(base, "/api/status")
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"JupyterLab did not start; log:\n{(tmp / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.3)
-    yield base, root
-    try:
-        for kernel in _api(base, "/api/kernels"):
-            _api(base, f"/api/kernels/{kernel['id']}", method="DELETE")
-    except OSError:
-        pass
-    server.terminate()
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
+    with jupyterlab(tmp, root, TOKEN, start_timeout=90) as base:
+        yield base, root
 
-
-READY = """(cells) => {
-  const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  const kernel = panel && panel.sessionContext && panel.sessionContext.session && panel.sessionContext.session.kernel;
-  return Boolean(kernel && kernel.status === "idle" && panel.content && panel.content.widgets.length === cells);
-}"""
-
-RUN_CELLS = """async ([first, last]) => {
-  const app = window.jupyterapp, notebook = app.shell.currentWidget.content;
-  for (let i = first; i <= last; i++) {
-    notebook.activeCellIndex = i;
-    await app.commands.execute("notebook:run-cell");
-  }
-}"""
 
 COMMAND = "async ([id, args]) => { await window.jupyterapp.commands.execute(id, args || {}); }"
 IDLE = "() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.status === 'idle'"
@@ -167,7 +88,7 @@ def test_lab_extension_in_a_real_browser(lab: tuple[str, Path]) -> None:
         page.on("console", lambda m: console.append(f"{m.type}: {m.text}") if m.type in ("error", "warning") else None)
         try:
             page.goto(f"{base}/lab/tree/{FIXTURE.name}?token={TOKEN}&reset")
-            page.wait_for_function(READY, arg=CELLS, timeout=90_000)
+            page.wait_for_function(OPEN_NOTEBOOK_READY, arg=CELLS, timeout=90_000)
             plugins = page.evaluate("() => window.jupyterapp.hasPlugin('tinygrad-nb-lab:plugin')")
             assert plugins is True
 
@@ -338,7 +259,7 @@ def test_lab_extension_in_a_real_browser(lab: tuple[str, Path]) -> None:
 
             # 8. a page reload: the extension re-attaches to the kernel's open comm and gets the whole state again
             page.reload()
-            page.wait_for_function(READY, arg=CELLS, timeout=90_000)
+            page.wait_for_function(OPEN_NOTEBOOK_READY, arg=CELLS, timeout=90_000)
             page.wait_for_function("() => document.querySelector('.tg-StatusItem-nan')?.textContent === "
                                    f"{nan_text!r}", timeout=30_000)
             page.evaluate(COMMAND, ["tinygrad-nb:open-history", None])

@@ -17,7 +17,7 @@ import numpy as np
 
 from .. import autograd
 from ..tensor import Tensor
-from .core import Trial, close, exercise, fmt
+from .core import Trial, close, exercise, fmt, which_mistake
 
 F64 = "float64"
 
@@ -28,6 +28,14 @@ def _t(x: Any, requires_grad: bool = False, dtype: str = F64) -> Tensor:
 
 def _rng(seed: int) -> np.random.Generator:
     return np.random.default_rng(seed)
+
+
+def _gradcheck(trial: Trial, fn: Any, inputs: list[Tensor]) -> None:
+    """``tg.gradcheck(fn, inputs)`` (float64 finite differences vs the backward); a disagreement becomes the hint."""
+    try:
+        autograd.gradcheck(fn, inputs)
+    except autograd.GradcheckError as e:
+        trial.fail(f"tg.gradcheck disagrees: {e}")
 
 
 # == 00 autograd from scratch =======================================================================================
@@ -59,13 +67,13 @@ def check_mul_backward(fn: Any, trial: Trial) -> None:
             ra, rb = _scalar_grads(lambda x, y: x * y, a, b, grad=g)
             if close([da, db], [ra, rb]):
                 continue
-            if close([da, db], [rb, ra]):
-                trial.fail("grad_a and grad_b are swapped round: out = a * b changes by b for each unit of a, so the "
-                           "gradient reaching a is made of the *other* factor")
-            if g != 1 and close([da, db], [ra / g, rb / g]):
-                trial.fail(_chain_rule_hint("a * b", g))
-            trial.fail(f"for a={fmt(a)}, b={fmt(b)}, out_grad={fmt(g)} you return ({fmt(da)}, {fmt(db)}); autograd "
-                       f"gives ({fmt(ra)}, {fmt(rb)})")
+            trial.fail(which_mistake([
+                (close([da, db], [rb, ra]),
+                 "grad_a and grad_b are swapped round: out = a * b changes by b for each unit of a, so the "
+                 "gradient reaching a is made of the *other* factor"),
+                (g != 1 and close([da, db], [ra / g, rb / g]), _chain_rule_hint("a * b", g)),
+            ], otherwise=f"for a={fmt(a)}, b={fmt(b)}, out_grad={fmt(g)} you return ({fmt(da)}, {fmt(db)}); autograd "
+                         f"gives ({fmt(ra)}, {fmt(rb)})"))
 
 
 @exercise("tanh_backward", "00_autograd_from_scratch", "the backward of out = tanh(x)",
@@ -88,15 +96,15 @@ def check_tanh_backward(fn: Any, trial: Trial) -> None:
             (ref,) = _scalar_grads(lambda t: t.tanh(), x, grad=g)
             if close(got, ref, atol=1e-12):
                 continue
-            if not math.isfinite(got):
-                trial.fail(f"gives {fmt(got)} for x = {fmt(x)} where tanh is flat (the gradient is ~0): an overflow "
-                           "inside your formula; write it in terms of out = tanh(x)")
-            if close(got, (1 - x * x) * g):
-                trial.fail("you used x where the formula needs tanh(x): d tanh(x)/dx = 1 - tanh(x)**2, and out "
-                           "already holds tanh(x)")
-            if g != 1 and close(got * g, ref, atol=1e-12):
-                trial.fail(_chain_rule_hint("tanh", g))
-            trial.fail(f"for x={fmt(x)}, out_grad={fmt(g)} you return {fmt(got)}; autograd gives {fmt(ref)}")
+            trial.fail(which_mistake([
+                (not math.isfinite(got),
+                 f"gives {fmt(got)} for x = {fmt(x)} where tanh is flat (the gradient is ~0): an overflow "
+                 "inside your formula; write it in terms of out = tanh(x)"),
+                (close(got, (1 - x * x) * g),
+                 "you used x where the formula needs tanh(x): d tanh(x)/dx = 1 - tanh(x)**2, and out "
+                 "already holds tanh(x)"),
+                (g != 1 and close(got * g, ref, atol=1e-12), _chain_rule_hint("tanh", g)),
+            ], otherwise=f"for x={fmt(x)}, out_grad={fmt(g)} you return {fmt(got)}; autograd gives {fmt(ref)}"))
 
 
 @exercise("pow_backward", "00_autograd_from_scratch", "the backward of out = x ** n (n a constant)",
@@ -110,15 +118,15 @@ def check_pow_backward(fn: Any, trial: Trial) -> None:
             (ref,) = _scalar_grads(lambda t, n=n: t ** n, x, grad=g)
             if close(got, ref, atol=1e-12):
                 continue
-            if close(got, n * x ** n * g) and not close(ref, n * x ** n * g):
-                trial.fail(f"for x={fmt(x)}, n={n} you return n * x**n (times out_grad): the power rule lowers the "
-                           "exponent by one")
-            if close(got, x ** (n - 1) * g) if x != 0 else False:
-                trial.fail(f"for x={fmt(x)}, n={n} the factor n is missing (the power rule brings the exponent down "
-                           "in front)")
-            if g != 1 and close(got * g, ref, atol=1e-12):
-                trial.fail(_chain_rule_hint("x ** n", g))
-            trial.fail(f"for x={fmt(x)}, n={n}, out_grad={fmt(g)} you return {fmt(got)}; autograd gives {fmt(ref)}")
+            trial.fail(which_mistake([
+                (close(got, n * x ** n * g) and not close(ref, n * x ** n * g),
+                 f"for x={fmt(x)}, n={n} you return n * x**n (times out_grad): the power rule lowers the "
+                 "exponent by one"),
+                (close(got, x ** (n - 1) * g) if x != 0 else False,
+                 f"for x={fmt(x)}, n={n} the factor n is missing (the power rule brings the exponent down "
+                 "in front)"),
+                (g != 1 and close(got * g, ref, atol=1e-12), _chain_rule_hint("x ** n", g)),
+            ], otherwise=f"for x={fmt(x)}, n={n}, out_grad={fmt(g)} you return {fmt(got)}; autograd gives {fmt(ref)}"))
 
 
 @exercise("adam_step", "00_autograd_from_scratch", "one step of Adam, written by hand",
@@ -159,17 +167,18 @@ def check_adam_step(fn: Any, trial: Trial) -> None:
             if not close(got_p, ref_p, rtol=1e-6, atol=1e-10):
                 moved = float(np.abs(got_p - p).max() / lr)
                 no_correction = p - lr * ref_m / (np.sqrt(ref_v) + eps)
-                if close(got_p, no_correction):
-                    trial.fail(f"at step t={t} your param moved by up to {moved:.2f} x lr; Adam's early steps move "
-                               "by about lr: m and v start at 0, so divide them by (1 - beta**t) (bias "
-                               "correction) before using them")
-                if close(got_p, 2 * p - ref_p):
-                    trial.fail("the step goes uphill: subtract the update from param")
                 m_hat, v_hat = ref_m / (1 - betas[0] ** t), ref_v / (1 - betas[1] ** t)
-                if close(got_p, p - lr * m_hat / (v_hat + eps)):
-                    trial.fail("the update divides by v; divide by its square root, so the step does not depend on "
-                               "the gradient's scale")
-                trial.fail(f"at step t={t} param differs from optim.Adam's by up to {np.abs(got_p - ref_p).max():.3g}")
+                trial.fail(which_mistake([
+                    (close(got_p, no_correction),
+                     f"at step t={t} your param moved by up to {moved:.2f} x lr; Adam's early steps move "
+                     "by about lr: m and v start at 0, so divide them by (1 - beta**t) (bias "
+                     "correction) before using them"),
+                    (close(got_p, 2 * p - ref_p), "the step goes uphill: subtract the update from param"),
+                    (close(got_p, p - lr * m_hat / (v_hat + eps)),
+                     "the update divides by v; divide by its square root, so the step does not depend on "
+                     "the gradient's scale"),
+                ], otherwise=f"at step t={t} param differs from optim.Adam's by up to "
+                             f"{np.abs(got_p - ref_p).max():.3g}"))
             p, m, v = ref_p, ref_m, ref_v
 
 
@@ -198,25 +207,24 @@ def check_mse_grad(fn: Any, trial: Trial) -> None:
             ref.backward()
             ref_loss, ref_grad, n = float(ref.item()), p.grad.numpy(), pred.size
             if not close(loss, ref_loss):
-                if close(loss, ref_loss * n):
-                    trial.hint(f"the loss is {n}x too big for {n} elements: you summed the squared errors; the mean "
-                               "divides by the number of elements")
-                elif pred.ndim == 2 and close(loss, ref_loss * pred.shape[-1]):
-                    trial.hint("the loss averages over rows only; the mean is over all elements")
-                else:
-                    trial.hint(f"the loss for pred of shape {pred.shape} is {fmt(loss)}, F.mse_loss gives "
-                               f"{fmt(ref_loss)}")
+                trial.hint(which_mistake([
+                    (close(loss, ref_loss * n),
+                     f"the loss is {n}x too big for {n} elements: you summed the squared errors; the mean "
+                     "divides by the number of elements"),
+                    (pred.ndim == 2 and close(loss, ref_loss * pred.shape[-1]),
+                     "the loss averages over rows only; the mean is over all elements"),
+                ], otherwise=f"the loss for pred of shape {pred.shape} is {fmt(loss)}, F.mse_loss gives "
+                             f"{fmt(ref_loss)}"))
             if not close(grad, ref_grad):
-                if close(grad, -ref_grad):
-                    trial.hint("the gradient has the wrong sign: differentiate with respect to pred, "
-                               "d(pred - target)/dpred = +1")
-                elif close(grad, ref_grad * n):
-                    trial.hint(f"the gradient is {n}x too big: the 1/N of the mean carries into the gradient")
-                elif close(grad, ref_grad / 2):
-                    trial.hint("the gradient is half of autograd's: d(e**2)/de = 2e")
-                else:
-                    trial.hint(f"the gradient for pred of shape {pred.shape} differs from autograd's by up to "
-                               f"{np.abs(grad - ref_grad).max():.3g}")
+                trial.hint(which_mistake([
+                    (close(grad, -ref_grad),
+                     "the gradient has the wrong sign: differentiate with respect to pred, "
+                     "d(pred - target)/dpred = +1"),
+                    (close(grad, ref_grad * n),
+                     f"the gradient is {n}x too big: the 1/N of the mean carries into the gradient"),
+                    (close(grad, ref_grad / 2), "the gradient is half of autograd's: d(e**2)/de = 2e"),
+                ], otherwise=f"the gradient for pred of shape {pred.shape} differs from autograd's by up to "
+                             f"{np.abs(grad - ref_grad).max():.3g}"))
             trial.stop_if_failed()
 
 
@@ -236,13 +244,14 @@ def check_accuracy(fn: Any, trial: Trial) -> None:
                                                    "the argmax of its row, over dim 1"), "accuracy")
             if close(got, ref):
                 continue
-            if close(got, ref * len(lb)):
-                trial.fail(f"got {fmt(got)} for {len(lb)} samples: that is the count of right answers; accuracy is "
-                           "the fraction")
-            if close(got, ref * 100):
-                trial.fail(f"got {fmt(got)}: a percentage; return the fraction (format it with :.1% to print it)")
-            trial.fail(f"got {fmt(got)} for a batch where {ref:.0%} of the predictions are right: the prediction is "
-                       "the class with the largest logit in each row (argmax over dim 1)")
+            trial.fail(which_mistake([
+                (close(got, ref * len(lb)),
+                 f"got {fmt(got)} for {len(lb)} samples: that is the count of right answers; accuracy is "
+                 "the fraction"),
+                (close(got, ref * 100),
+                 f"got {fmt(got)}: a percentage; return the fraction (format it with :.1% to print it)"),
+            ], otherwise=f"got {fmt(got)} for a batch where {ref:.0%} of the predictions are right: the prediction is "
+                         "the class with the largest logit in each row (argmax over dim 1)"))
 
 
 # == 03 csv to training =============================================================================================
@@ -266,16 +275,17 @@ def check_standardize(fn: Any, trial: Trial) -> None:
             pass
         else:
             both = np.concatenate([train, test])
-            if any(close(b, (test - both.mean(0)) / both.std(0, ddof=d)) for d in (0, 1)):
-                trial.fail("the statistics include the test rows (leakage): the test set must stay unseen, so "
-                           "compute mean and std on the training rows only")
-            if any(close(b, (test - test.mean(0)) / test.std(0, ddof=d)) for d in (0, 1)):
-                trial.fail("the test rows are scaled with their own mean and std: use the training rows' statistics "
-                           "for both sets, as the model will for any new row")
-            if abs(a.mean(0)).max() > 1e-9:
-                trial.fail(f"the scaled training columns have means {np.round(a.mean(0), 3).tolist()}; they should "
-                           "be 0: subtract each column's mean (axis 0), not the row's or the whole table's")
-            trial.fail("the scaled columns are not (x - mean) / std with the training rows' per-column statistics")
+            trial.fail(which_mistake([
+                (any(close(b, (test - both.mean(0)) / both.std(0, ddof=d)) for d in (0, 1)),
+                 "the statistics include the test rows (leakage): the test set must stay unseen, so "
+                 "compute mean and std on the training rows only"),
+                (any(close(b, (test - test.mean(0)) / test.std(0, ddof=d)) for d in (0, 1)),
+                 "the test rows are scaled with their own mean and std: use the training rows' statistics "
+                 "for both sets, as the model will for any new row"),
+                (abs(a.mean(0)).max() > 1e-9,
+                 f"the scaled training columns have means {np.round(a.mean(0), 3).tolist()}; they should "
+                 "be 0: subtract each column's mean (axis 0), not the row's or the whole table's"),
+            ], otherwise="the scaled columns are not (x - mean) / std with the training rows' per-column statistics"))
     with trial.stage("a constant training column gives finite values"):
         const = train.copy()
         const[:, 1] = 3.0
@@ -301,15 +311,16 @@ def check_confusion_matrix(fn: Any, trial: Trial) -> None:
     with trial.stage("counts vs the reference: rows are the true class, columns the prediction (as scikit-learn)"):
         if close(got, ref):
             return
-        if close(got, ref.T):
-            trial.fail("the matrix is transposed: row i should hold the samples whose *true* class is i, and "
-                       "column j those predicted as j")
-        if close(got, ref / ref.sum()) or close(got, ref / np.maximum(ref.sum(1, keepdims=True), 1)):
-            trial.fail("these are fractions; the matrix holds counts (normalise it when you print it, if you like)")
-        if close(got.sum(), len(true)) is False:
-            trial.fail(f"the counts add up to {fmt(got.sum())}, not to the {len(true)} samples: each sample adds 1 "
-                       "to exactly one cell")
-        trial.fail("the counts are in the wrong cells: sample k adds 1 at row true[k], column predicted[k]")
+        trial.fail(which_mistake([
+            (close(got, ref.T),
+             "the matrix is transposed: row i should hold the samples whose *true* class is i, and "
+             "column j those predicted as j"),
+            (close(got, ref / ref.sum()) or close(got, ref / np.maximum(ref.sum(1, keepdims=True), 1)),
+             "these are fractions; the matrix holds counts (normalise it when you print it, if you like)"),
+            (close(got.sum(), len(true)) is False,
+             f"the counts add up to {fmt(got.sum())}, not to the {len(true)} samples: each sample adds 1 "
+             "to exactly one cell"),
+        ], otherwise="the counts are in the wrong cells: sample k adds 1 at row true[k], column predicted[k]"))
 
 
 @exercise("softplus_backward", "06_custom_layer_and_op", "the backward of softplus with a beta, stable for any x",
@@ -328,16 +339,17 @@ def check_softplus_backward(fn: Any, trial: Trial) -> None:
             ref = xt.grad.numpy()
             if close(got, ref):
                 continue
-            if beta != 1 and close(got, gs / (1 + np.exp(-xs))):
-                trial.fail(f"with beta={fmt(beta)} your gradient is sigmoid(x): the beta belongs inside, "
-                           "sigmoid(beta * x) (with beta = 1 the two agree, which is why gradcheck needs beta != 1)")
-            if beta != 1 and close(got, ref * beta):
-                trial.fail(f"with beta={fmt(beta)} your gradient is beta times too large: the chain rule's beta "
-                           "cancels the 1/beta in front of the log")
-            if close(got * gs, ref) and not close(gs, 1):
-                trial.fail("multiply by grad, the gradient arriving from above (the chain rule)")
-            trial.fail(f"for beta={fmt(beta)} your gradient differs from autograd's by up to "
-                       f"{np.abs(got - ref).max():.3g}")
+            trial.fail(which_mistake([
+                (beta != 1 and close(got, gs / (1 + np.exp(-xs))),
+                 f"with beta={fmt(beta)} your gradient is sigmoid(x): the beta belongs inside, "
+                 "sigmoid(beta * x) (with beta = 1 the two agree, which is why gradcheck needs beta != 1)"),
+                (beta != 1 and close(got, ref * beta),
+                 f"with beta={fmt(beta)} your gradient is beta times too large: the chain rule's beta "
+                 "cancels the 1/beta in front of the log"),
+                (close(got * gs, ref) and not close(gs, 1),
+                 "multiply by grad, the gradient arriving from above (the chain rule)"),
+            ], otherwise=f"for beta={fmt(beta)} your gradient differs from autograd's by up to "
+                         f"{np.abs(got - ref).max():.3g}"))
     with trial.stage("finite and right for x = +-30 and +-800"):
         got = trial.array(trial.call(x.copy(), 1.0, g.copy(), what="x up to +-800"), "grad_x", x.shape)
         ref = g * np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x))))
@@ -388,14 +400,14 @@ def check_layernorm_backward(fn: Any, trial: Trial) -> None:
             constant_stats = g * w / np.sqrt(x.var(-1, keepdims=True) + eps)
             x0 = _t(x, True)
             (F.layer_norm(x0, 6, _t(w), _t(b), 0.0) * _t(g)).sum().backward()
-            if close(dx, constant_stats):
-                trial.hint("grad_x treats the mean and the variance as constants, but both depend on every x of "
-                           "the row (check: the true grad_x sums to 0 over each row, yours does not)")
-            elif close(dx, x0.grad.numpy(), rtol=1e-6, atol=1e-8):
-                trial.hint("grad_x is wrong only for the row of tiny variance (~1e-6): eps must enter the backward "
-                           "exactly where it enters the forward, inside the square root")
-            else:
-                trial.hint(f"grad_x differs from autograd's by up to {np.abs(dx - xt.grad.numpy()).max():.3g}")
+            trial.hint(which_mistake([
+                (close(dx, constant_stats),
+                 "grad_x treats the mean and the variance as constants, but both depend on every x of "
+                 "the row (check: the true grad_x sums to 0 over each row, yours does not)"),
+                (close(dx, x0.grad.numpy(), rtol=1e-6, atol=1e-8),
+                 "grad_x is wrong only for the row of tiny variance (~1e-6): eps must enter the backward "
+                 "exactly where it enters the forward, inside the square root"),
+            ], otherwise=f"grad_x differs from autograd's by up to {np.abs(dx - xt.grad.numpy()).max():.3g}"))
         trial.stop_if_failed()
     with trial.stage("tg.gradcheck (finite differences, float64) of a tg.Function using your backward"):
 
@@ -410,10 +422,7 @@ def check_layernorm_backward(fn: Any, trial: Trial) -> None:
                 x, w = ctx.saved_tensors
                 return tuple(np.asarray(v, dtype=np.float64) for v in fn(x.copy(), w.copy(), grad.copy(), eps))
 
-        try:
-            autograd.gradcheck(LayerNormByHand.apply, [_t(x[:3]), _t(w), _t(b)])
-        except autograd.GradcheckError as e:
-            trial.fail(f"tg.gradcheck disagrees: {e}")
+        _gradcheck(trial, LayerNormByHand.apply, [_t(x[:3]), _t(w), _t(b)])
 
 
 # == 07 gradients and activations ===================================================================================
@@ -431,15 +440,16 @@ def check_dead_unit_fraction(fn: Any, trial: Trial) -> None:
             got = trial.number(trial.call(a.copy(), what=f"acts of shape {a.shape}"), "fraction")
             if close(got, ref):
                 continue
-            if close(got, (a == 0).mean()):
-                trial.fail(f"got {fmt(got)} = the fraction of entries that are 0 (sparsity, {a.size} entries); a "
-                           "unit is dead when its column is 0 for *every* sample")
-            if close(got, (a == 0).all(1).mean()):
-                trial.fail(f"got {fmt(got)}: the fraction of samples (rows) where every unit is 0; units are the "
-                           "columns (dim 1), so reduce over the samples (dim 0)")
-            if close(got, ref * a.shape[1]):
-                trial.fail(f"got {fmt(got)}: the number of dead units; return the fraction of the {a.shape[1]} units")
-            trial.fail(f"got {fmt(got)} for acts of shape {a.shape} where {ref:.0%} of the units are dead")
+            trial.fail(which_mistake([
+                (close(got, (a == 0).mean()),
+                 f"got {fmt(got)} = the fraction of entries that are 0 (sparsity, {a.size} entries); a "
+                 "unit is dead when its column is 0 for *every* sample"),
+                (close(got, (a == 0).all(1).mean()),
+                 f"got {fmt(got)}: the fraction of samples (rows) where every unit is 0; units are the "
+                 "columns (dim 1), so reduce over the samples (dim 0)"),
+                (close(got, ref * a.shape[1]),
+                 f"got {fmt(got)}: the number of dead units; return the fraction of the {a.shape[1]} units"),
+            ], otherwise=f"got {fmt(got)} for acts of shape {a.shape} where {ref:.0%} of the units are dead"))
 
 
 @exercise("clip_grad_norm", "07_gradients_and_activations", "clip the gradients by their joint norm",
@@ -483,13 +493,14 @@ def check_clip_grad_norm(fn: Any, trial: Trial) -> None:
                 trial.fail(f"total_norm is {fmt(total)}, the joint 2-norm of all gradients is {fmt(ref_total)}")
             if all(close(a, b, rtol=1e-6, atol=1e-12) for a, b in zip(clipped, ref)):
                 continue
-            if joint < 1 and not all(close(a, b) for a, b in zip(clipped, grads)):
-                trial.fail("gradients below max_norm were rescaled: clipping only ever shrinks, it never scales up")
             per_tensor = [a * min(1.0, 1.0 / (np.linalg.norm(a) + 1e-6)) for a in grads]
-            if all(close(a, b, rtol=1e-5) for a, b in zip(clipped, per_tensor)):
-                trial.fail("each gradient was clipped by its own norm; clip_grad_norm uses the joint norm of all "
-                           "of them, so the direction of the whole update is kept")
-            trial.fail(f"for {what} the clipped gradients differ from clip_grad_norm_'s")
+            trial.fail(which_mistake([
+                (joint < 1 and not all(close(a, b) for a, b in zip(clipped, grads)),
+                 "gradients below max_norm were rescaled: clipping only ever shrinks, it never scales up"),
+                (all(close(a, b, rtol=1e-5) for a, b in zip(clipped, per_tensor)),
+                 "each gradient was clipped by its own norm; clip_grad_norm uses the joint norm of all "
+                 "of them, so the direction of the whole update is kept"),
+            ], otherwise=f"for {what} the clipped gradients differ from clip_grad_norm_'s"))
 
 
 # == 10 reproducibility =============================================================================================
@@ -629,13 +640,14 @@ def check_random_eval_loss(fn: Any, trial: Trial) -> None:
                 return value
 
             if not close(got, reference("eval"), rtol=1e-5, atol=1e-6):
-                if close(got, reference("train"), rtol=1e-5, atol=1e-6):
-                    trial.fail("dropout was on during the evaluation: the loss is the one of the model in training "
-                               "mode; switch the model to eval mode for the evaluation")
-                if close(got, reference("eval", rows=False), rtol=1e-5, atol=1e-6):
-                    trial.fail(f"you evaluated every row of X; evaluate the {n} rows tg.randperm(len(X))[:{n}]")
-                trial.fail(f"the loss is {fmt(got)}; the model in eval mode on the rows tg.randperm(len(X))[:{n}] "
-                           f"(drawn from tinygrad_nb's current stream, not numpy's) gives {fmt(reference('eval'))}")
+                trial.fail(which_mistake([
+                    (close(got, reference("train"), rtol=1e-5, atol=1e-6),
+                     "dropout was on during the evaluation: the loss is the one of the model in training "
+                     "mode; switch the model to eval mode for the evaluation"),
+                    (close(got, reference("eval", rows=False), rtol=1e-5, atol=1e-6),
+                     f"you evaluated every row of X; evaluate the {n} rows tg.randperm(len(X))[:{n}]"),
+                ], otherwise=f"the loss is {fmt(got)}; the model in eval mode on the rows tg.randperm(len(X))[:{n}] "
+                             f"(drawn from tinygrad_nb's current stream, not numpy's) gives {fmt(reference('eval'))}"))
         with trial.stage("puts the model back in the mode it was in (training, or eval)"):
             for training in (True, False):
                 model.train(training)
@@ -693,18 +705,19 @@ def check_log_softmax(fn: Any, trial: Trial) -> None:
             ref = F.log_softmax(_t(x), -1).numpy()
             if close(got, ref, atol=1e-10):
                 continue
-            if close(np.exp(got), np.exp(ref)) is False and close(got, np.exp(ref)):
-                trial.fail("you return the softmax (probabilities); take its log, or better compute the log directly")
-            if len(shape) >= 2 and close(got, F.log_softmax(_t(x), 0).numpy()):
-                trial.fail(f"normalised over dim 0 for shape {shape}: the classes are the last dim, so exp of each "
-                           "row (dim -1) should sum to 1")
             lse = np.log(np.exp(x).sum(-1))
-            if len(shape) == 2 and shape[0] == shape[1] and close(got, x - lse[None, :]):
-                trial.fail(f"for a square input {shape} the per-row statistic broadcast along the wrong dim: a "
-                           f"{lse.shape}-shaped result of a reduction lines up with the last dim; keep the reduced "
-                           "dim (keepdim=True)")
-            trial.fail(f"values for x of shape {shape} differ from F.log_softmax by up to "
-                       f"{np.nanmax(np.abs(got - ref)):.3g}")
+            trial.fail(which_mistake([
+                (close(np.exp(got), np.exp(ref)) is False and close(got, np.exp(ref)),
+                 "you return the softmax (probabilities); take its log, or better compute the log directly"),
+                (len(shape) >= 2 and close(got, F.log_softmax(_t(x), 0).numpy()),
+                 f"normalised over dim 0 for shape {shape}: the classes are the last dim, so exp of each "
+                 "row (dim -1) should sum to 1"),
+                (len(shape) == 2 and shape[0] == shape[1] and close(got, x - lse[None, :]),
+                 f"for a square input {shape} the per-row statistic broadcast along the wrong dim: a "
+                 f"{lse.shape}-shaped result of a reduction lines up with the last dim; keep the reduced "
+                 "dim (keepdim=True)"),
+            ], otherwise=f"values for x of shape {shape} differ from F.log_softmax by up to "
+                         f"{np.nanmax(np.abs(got - ref)):.3g}"))
     with trial.stage("float32 logits of 89, 1e4 and -1e4 give finite, right values"):
         rows = np.array([[89.0, 0.0, -1.0], [1e4, 0.0, -1e4], [-1e4, 0.0, 1.0], [0.5, 0.25, 0.0]], dtype=np.float32)
         got_t = _tensor_out(trial, trial.call(_t(rows, dtype="float32"), what="float32 logits up to 1e4"),
@@ -722,10 +735,7 @@ def check_log_softmax(fn: Any, trial: Trial) -> None:
         if not probe.requires_grad:
             trial.fail("the result does not require grad: it was computed outside autograd (numpy, .item(), "
                        ".detach() or .data); use Tensor operations only")
-        try:
-            autograd.gradcheck(fn, [x])
-        except autograd.GradcheckError as e:
-            trial.fail(f"tg.gradcheck disagrees: {e}")
+        _gradcheck(trial, fn, [x])
 
 
 @exercise("cross_entropy", "11_nan_hunting", "a numerically stable cross-entropy from logits",
@@ -742,15 +752,16 @@ def check_cross_entropy(fn: Any, trial: Trial) -> None:
             got_v, ref = float(got.detach().item()), float(F.cross_entropy(_t(x), _t(y, dtype="int64")).item())
             if close(got_v, ref):
                 continue
-            if close(got_v, -ref):
-                trial.fail("the loss is negative: cross-entropy is minus the log-probability of the right class")
-            if n > 1 and close(got_v, ref * n):
-                trial.fail(f"the loss is {n}x too big for a batch of {n}: average over the samples, not sum")
             logp = F.log_softmax(_t(x), -1).numpy()
-            if close(got_v, -logp.mean()):
-                trial.fail("you average the log-probabilities of every class; only the target class of each row "
-                           "counts (index row i at column target[i])")
-            trial.fail(f"for logits of shape {(n, c)} the loss is {fmt(got_v)}, F.cross_entropy gives {fmt(ref)}")
+            trial.fail(which_mistake([
+                (close(got_v, -ref),
+                 "the loss is negative: cross-entropy is minus the log-probability of the right class"),
+                (n > 1 and close(got_v, ref * n),
+                 f"the loss is {n}x too big for a batch of {n}: average over the samples, not sum"),
+                (close(got_v, -logp.mean()),
+                 "you average the log-probabilities of every class; only the target class of each row "
+                 "counts (index row i at column target[i])"),
+            ], otherwise=f"for logits of shape {(n, c)} the loss is {fmt(got_v)}, F.cross_entropy gives {fmt(ref)}"))
     with trial.stage("float32 logits of 89 and 1e4 give a finite, right loss"):
         rows = np.array([[89.0, 0.0, -1.0], [1e4, 0.0, -1e4], [-1e4, 0.0, 1.0]], dtype=np.float32)
         y = np.array([1, 0, 0])
@@ -770,10 +781,7 @@ def check_cross_entropy(fn: Any, trial: Trial) -> None:
         if not fn(_t(x.numpy(), requires_grad=True), y).requires_grad:
             trial.fail("the loss does not require grad: it was computed outside autograd (numpy, .item(), "
                        ".detach() or .data); use Tensor operations only")
-        try:
-            autograd.gradcheck(lambda logits: fn(logits, y), [x])
-        except autograd.GradcheckError as e:
-            trial.fail(f"tg.gradcheck disagrees: {e}")
+        _gradcheck(trial, lambda logits: fn(logits, y), [x])
 
 
 # == 13 export and inference ========================================================================================
@@ -1041,21 +1049,22 @@ def check_softmax_backward(fn: Any, trial: Trial) -> None:
             got = trial.array(trial.call(y.copy(), g.copy(), what=f"y of shape {shape}"), "grad_x", shape)
             if close(got, ref, atol=1e-12):
                 continue
-            if close(got, -ref):
-                trial.fail("the gradient has the wrong sign")
-            if close(got, y * (1 - y) * g):
-                trial.fail("you treat softmax as elementwise: y * (1 - y) * grad is only the diagonal of its "
-                           "Jacobian; every output of a row depends on every input of the row through the shared sum, "
-                           "so every grad of the row contributes")
-            if close(got, g - (g * y).sum(-1, keepdims=True)):
-                trial.fail("the result must still be multiplied by y: d y_i / d x_j = y_i (delta_ij - y_j)")
-            if len(shape) >= 2 and close(got, y * (g - (g * y).sum(0, keepdims=True))):
-                trial.fail(f"summed over dim 0 for shape {shape}: the softmax couples the entries of a row (the last "
-                           "dim)")
-            if len(shape) == 2 and shape[0] == shape[1] and close(got, y * (g - (g * y).sum(-1)[None, :])):
-                trial.fail(f"for a square input {shape} the row sum broadcast along the wrong dim: keep the reduced "
-                           "dim (keepdims=True)")
-            trial.fail(f"for y of shape {shape} grad_x differs from autograd's by up to {np.abs(got - ref).max():.3g}")
+            trial.fail(which_mistake([
+                (close(got, -ref), "the gradient has the wrong sign"),
+                (close(got, y * (1 - y) * g),
+                 "you treat softmax as elementwise: y * (1 - y) * grad is only the diagonal of its "
+                 "Jacobian; every output of a row depends on every input of the row through the shared sum, "
+                 "so every grad of the row contributes"),
+                (close(got, g - (g * y).sum(-1, keepdims=True)),
+                 "the result must still be multiplied by y: d y_i / d x_j = y_i (delta_ij - y_j)"),
+                (len(shape) >= 2 and close(got, y * (g - (g * y).sum(0, keepdims=True))),
+                 f"summed over dim 0 for shape {shape}: the softmax couples the entries of a row (the last "
+                 "dim)"),
+                (len(shape) == 2 and shape[0] == shape[1] and close(got, y * (g - (g * y).sum(-1)[None, :])),
+                 f"for a square input {shape} the row sum broadcast along the wrong dim: keep the reduced "
+                 "dim (keepdims=True)"),
+            ], otherwise=f"for y of shape {shape} grad_x differs from autograd's by up to "
+                         f"{np.abs(got - ref).max():.3g}"))
 
     def setup_context(ctx: Any, inputs: Any, output: Any) -> None:
         ctx.save_for_backward(output)
@@ -1090,11 +1099,10 @@ def check_conv_output_size(fn: Any, trial: Trial) -> None:
             got = trial.number(got, "the size")
             if got == ref:
                 continue
-            if got == (size + p - k) // s + 1:
-                trial.fail(f"wrong for {what}: padding adds p pixels on *both* sides")
-            if got == (size + 2 * p - k) // s:
-                trial.fail(f"one short for {what}: count the window at position 0 as well")
-            trial.fail(f"got {fmt(got)} for {what}; F.conv2d's output is {ref} wide")
+            trial.fail(which_mistake([
+                (got == (size + p - k) // s + 1, f"wrong for {what}: padding adds p pixels on *both* sides"),
+                (got == (size + 2 * p - k) // s, f"one short for {what}: count the window at position 0 as well"),
+            ], otherwise=f"got {fmt(got)} for {what}; F.conv2d's output is {ref} wide"))
 
 
 @exercise("conv2d", "18_convolution", "a convolution layer with loops or im2col, by hand",
@@ -1116,12 +1124,13 @@ def check_conv2d(fn: Any, trial: Trial) -> None:
     with trial.stage("values vs F.conv2d in float64"):
         got = trial.array(trial.call(x.copy(), w.copy()), "the output", ref.shape)
         if not close(got, ref, atol=1e-10):
-            if close(got, F.conv2d(_t(x), _t(w[:, :, ::-1, ::-1].copy())).numpy()):
-                trial.fail("you flipped the kernel: that is the textbook convolution; deep learning's conv2d is a "
-                           "cross-correlation, weight[i, j] meets x[row + i, col + j]")
-            if close(got, F.conv2d(_t(x[:, :1]), _t(w[:, :1])).numpy()):
-                trial.fail("only input channel 0 is used: each output channel sums over every input channel")
-            trial.fail(f"values differ from F.conv2d by up to {np.abs(got - ref).max():.3g}")
+            trial.fail(which_mistake([
+                (close(got, F.conv2d(_t(x), _t(w[:, :, ::-1, ::-1].copy())).numpy()),
+                 "you flipped the kernel: that is the textbook convolution; deep learning's conv2d is a "
+                 "cross-correlation, weight[i, j] meets x[row + i, col + j]"),
+                (close(got, F.conv2d(_t(x[:, :1]), _t(w[:, :1])).numpy()),
+                 "only input channel 0 is used: each output channel sums over every input channel"),
+            ], otherwise=f"values differ from F.conv2d by up to {np.abs(got - ref).max():.3g}"))
 
 
 @exercise("init_std", "18_convolution", "the initialisation scale that keeps activations steady (He / Xavier)",
@@ -1137,11 +1146,12 @@ def check_init_std(fn: Any, trial: Trial) -> None:
             if close(got, ref):
                 continue
             gain = init.calculate_gain(nl)
-            if close(got, gain / fan_in):
-                trial.fail(f"for fan_in={fan_in} the std falls like 1/fan_in: the variance of a sum of fan_in terms "
-                           "grows like fan_in, so the std must shrink like 1/sqrt(fan_in)")
-            if close(got, 1 / math.sqrt(fan_in)) and gain != 1:
-                trial.fail(f"for '{nl}' the gain is missing: " + (
-                    "ReLU zeroes half its inputs and so halves the variance, which the gain sqrt(2) gives back"
-                    if nl == "relu" else "tanh squashes its inputs, and its gain 5/3 compensates"))
-            trial.fail(f"for fan_in={fan_in}, '{nl}' you return {fmt(got)}, nn.init expects {fmt(ref)}")
+            trial.fail(which_mistake([
+                (close(got, gain / fan_in),
+                 f"for fan_in={fan_in} the std falls like 1/fan_in: the variance of a sum of fan_in terms "
+                 "grows like fan_in, so the std must shrink like 1/sqrt(fan_in)"),
+                (close(got, 1 / math.sqrt(fan_in)) and gain != 1,
+                 f"for '{nl}' the gain is missing: " + (
+                     "ReLU zeroes half its inputs and so halves the variance, which the gain sqrt(2) gives back"
+                     if nl == "relu" else "tanh squashes its inputs, and its gain 5/3 compensates")),
+            ], otherwise=f"for fan_in={fan_in}, '{nl}' you return {fmt(got)}, nn.init expects {fmt(ref)}"))

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..tensor import Tensor
-from .core import Trial, close, exercise, fmt
+from .core import Trial, close, exercise, fmt, which_mistake
 
 
 def _rng(seed: int) -> np.random.Generator:
@@ -66,18 +66,19 @@ def check_count_parameters(fn: Any, trial: Trial) -> None:
             ref = sum(p.numel() for p in params if p.requires_grad)
             if got == ref:
                 continue
-            if got == len([p for p in params if p.requires_grad]) or got == len(params):
-                trial.fail(f"for {what} you return {fmt(got)}: that is the number of parameter *tensors*; count "
-                           "the numbers in each (numel)")
-            if got == sum(p.numel() for p in params):
-                trial.fail(f"for {what} you return {fmt(got)}, which counts the frozen layer too: only parameters "
-                           "with requires_grad=True are trained")
             state = model.state_dict()
-            if got == sum(int(np.prod(t.shape)) for t in state.values()):
-                trial.fail(f"for {what} you return {fmt(got)}: the state_dict lists a shared weight under each of "
-                           "its names and holds buffers (BatchNorm's running statistics) too; count "
-                           "model.parameters(), which gives each parameter once")
-            trial.fail(f"for {what} you return {fmt(got)}; it has {ref} trainable numbers")
+            trial.fail(which_mistake([
+                (got == len([p for p in params if p.requires_grad]) or got == len(params),
+                 f"for {what} you return {fmt(got)}: that is the number of parameter *tensors*; count "
+                 "the numbers in each (numel)"),
+                (got == sum(p.numel() for p in params),
+                 f"for {what} you return {fmt(got)}, which counts the frozen layer too: only parameters "
+                 "with requires_grad=True are trained"),
+                (got == sum(int(np.prod(t.shape)) for t in state.values()),
+                 f"for {what} you return {fmt(got)}: the state_dict lists a shared weight under each of "
+                 "its names and holds buffers (BatchNorm's running statistics) too; count "
+                 "model.parameters(), which gives each parameter once"),
+            ], otherwise=f"for {what} you return {fmt(got)}; it has {ref} trainable numbers"))
 
 
 def _rename_case() -> tuple[Any, Any, dict[str, str]]:
@@ -279,10 +280,8 @@ def _masked_reduce_stage(fn: Any, trial: Trial, reference: Any, wrong: list[tupl
     got = trial.array(out, "the result", (3, 4))
     ref = reference(x, mask)
     if not close(got, ref):
-        for candidate, hint in wrong:
-            if close(got, candidate(x, mask)):
-                trial.fail(hint)
-        trial.fail(f"row 1 (length 2) gives {fmt(list(got[1]))}; expected {fmt(list(ref[1]))}")
+        trial.fail(which_mistake(((close(got, candidate(x, mask)), hint) for candidate, hint in wrong),
+                                 otherwise=f"row 1 (length 2) gives {fmt(list(got[1]))}; expected {fmt(list(ref[1]))}"))
     if not getattr(out, "requires_grad", False):
         trial.fail("the result does not require grad: compute it with tensor ops so that the loss can flow back")
     try:
@@ -449,13 +448,13 @@ def check_matmul_intensity(fn: Any, trial: Trial) -> None:
             ref = flops / (elements * size)
             if math.isclose(got, ref, rel_tol=1e-9):
                 continue
-            if math.isclose(got, flops / elements, rel_tol=1e-9):
-                trial.fail(f"for itemsize={size} you divide by the number of elements, not of bytes")
-            if math.isclose(got, ref / 2, rel_tol=1e-9):
-                trial.fail("the result is half: a multiply-add is two FLOPs")
-            if math.isclose(got, flops / ((n * k + k * m) * size), rel_tol=1e-9):
-                trial.fail("the bytes miss the output: the (n, m) result is written to memory too")
-            trial.fail(f"for n={n}, k={k}, m={m}, itemsize={size} you return {fmt(got)}; expected {fmt(ref)}")
+            trial.fail(which_mistake([
+                (math.isclose(got, flops / elements, rel_tol=1e-9),
+                 f"for itemsize={size} you divide by the number of elements, not of bytes"),
+                (math.isclose(got, ref / 2, rel_tol=1e-9), "the result is half: a multiply-add is two FLOPs"),
+                (math.isclose(got, flops / ((n * k + k * m) * size), rel_tol=1e-9),
+                 "the bytes miss the output: the (n, m) result is written to memory too"),
+            ], otherwise=f"for n={n}, k={k}, m={m}, itemsize={size} you return {fmt(got)}; expected {fmt(ref)}"))
 
 
 # == 05 cpu and gpu =================================================================================================
@@ -503,14 +502,15 @@ def check_smooth_targets(fn: Any, trial: Trial) -> None:
                            "like the logits")
             if close(got, ref(c, s), rtol=1e-6, atol=1e-7):
                 continue
-            if close(got, (1 - s) * np.eye(c)[labels] + s / (c - 1) * (1 - np.eye(c)[labels]), atol=1e-7):
-                trial.fail(f"for C={c}, s={s} you spread s / (C - 1) over the other classes; PyTorch's label "
-                           "smoothing mixes in the uniform distribution: s / C on *every* class")
-            if not close(got.sum(1), np.ones(len(labels)), atol=1e-6):
-                trial.fail(f"for C={c}, s={s} a row sums to {fmt(float(got.sum(1)[0]))}; each row is a "
-                           "probability distribution and must sum to 1")
-            trial.fail(f"for C={c}, s={s}, label {labels[0]} your row is {fmt(list(got[0]))}; expected "
-                       f"{fmt(list(ref(c, s)[0]))}")
+            trial.fail(which_mistake([
+                (close(got, (1 - s) * np.eye(c)[labels] + s / (c - 1) * (1 - np.eye(c)[labels]), atol=1e-7),
+                 f"for C={c}, s={s} you spread s / (C - 1) over the other classes; PyTorch's label "
+                 "smoothing mixes in the uniform distribution: s / C on *every* class"),
+                (not close(got.sum(1), np.ones(len(labels)), atol=1e-6),
+                 f"for C={c}, s={s} a row sums to {fmt(float(got.sum(1)[0]))}; each row is a "
+                 "probability distribution and must sum to 1"),
+            ], otherwise=f"for C={c}, s={s}, label {labels[0]} your row is {fmt(list(got[0]))}; expected "
+                         f"{fmt(list(ref(c, s)[0]))}"))
     with _SimDevice() as other, trial.stage("labels on another device (cpu:sim): the targets are made there too"):
         try:
             out = fn(tensor(labels, device=other), 4, 0.1)

@@ -11,7 +11,7 @@ stage with a problem ends the check, so a wrong shape is reported once instead o
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -164,6 +164,18 @@ def close(a: Any, b: Any, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
     """Same shape and ``|a - b| <= atol + rtol |b|`` everywhere (NaN never equals)."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return a.shape == b.shape and bool(np.allclose(a, b, rtol=rtol, atol=atol, equal_nan=False))
+
+
+def which_mistake(known: Iterable[tuple[bool, str]], otherwise: str) -> str:
+    """The hint for a wrong value: that of the first known mistake in ``known`` whose test is true, else
+    ``otherwise`` (what the value is and what was expected, when no known mistake explains it).
+
+    ``known`` pairs the test for one known wrong answer (``close(got, <the wrong answer>)``, ...) with its hint, most
+    telling first. The tests of a list are all evaluated before the call, so a test must not need an earlier one to
+    have failed (write ``len(shape) == 2 and close(...)``, not a test that raises on other shapes) and must not call
+    the learner's function; a generator of pairs is evaluated lazily, up to the first true test.
+    """
+    return next((hint for matched, hint in known if matched), otherwise)
 
 
 def _count_nonfinite(arr: np.ndarray) -> str:

@@ -18,21 +18,8 @@ from typing import Any
 import numpy as np
 
 from ...debug.stats import array_stats, to_numpy
-from .base import LiveWidget
-from .figures import (
-    COLORS,
-    PANEL_HEIGHT,
-    THEMES,
-    axes_labels,
-    empty,
-    extent,
-    legend,
-    names_list,
-    set_ticks,
-    style,
-    zoomed,
-)
-from .figures import histogram as draw_histogram
+from .base import LiveWidget, finish_steps_panel, latest_histogram_panel
+from .figures import COLORS, THEMES, empty, extent, names_list, zoomed
 from .figures import heatmap as draw_heatmap
 
 STATS = ("mean", "std", "min", "max", "zero_frac")
@@ -101,7 +88,6 @@ class ActivationInspector(LiveWidget):
                 empty(ax, title, "no activations yet", th)
             return
         ax = axes[0]
-        width_px = getattr(ax, "panel_width_px", 500)
         rows = self.rows(layer)
         x, mean, std, lo, hi = rows[:, 0], rows[:, 1], rows[:, 2], rows[:, 3], rows[:, 4]
         xr = zoomed(self.view.x_range, extent(x[[0, -1]]))
@@ -110,20 +96,8 @@ class ActivationInspector(LiveWidget):
         ax.fill_between(x, mean - std, mean + std, color=color, alpha=0.25, linewidth=0, label="mean ± std")
         ax.plot(x, lo, color=color, linewidth=1.2, linestyle=(0, (2, 3)), alpha=0.8, label="min / max")
         ax.plot(x, hi, color=color, linewidth=1.2, linestyle=(0, (2, 3)), alpha=0.8)
-        shown = (x >= xr[0]) & (x <= xr[1])
-        legend_rows = legend(ax, th, width_px)
-        style(ax, f"activations of {layer}", th, legend_rows)
-        set_ticks(ax, xr, extent(np.concatenate([lo[shown], hi[shown]])), False, width_px - 82,
-                  PANEL_HEIGHT - 90 - 18 * legend_rows)
-        axes_labels(ax, th, "forward call", "activation")
-        hist = self._latest.get(f"hist/{layer}")
-        if hist is None:
-            empty(axes[1], "latest histogram", "no histogram yet", th)
-        else:
-            counts, meta = hist
-            draw_histogram(axes[1], th, counts, meta["lo"], meta["hi"], f"latest histogram (call {meta['step']})",
-                           color,
-                      "activation", getattr(axes[1], "panel_width_px", 500) - 82)
+        finish_steps_panel(ax, th, f"activations of {layer}", x, xr, lo, hi, "forward call", "activation")
+        latest_histogram_panel(axes[1], th, self._latest.get(f"hist/{layer}"), "call", color, "activation")
         sample = self._latest.get(f"map/{layer}")
         if sample is None:
             empty(axes[2], "one sample", "no sample yet", th)

@@ -42,7 +42,20 @@ import numpy as np
 import traitlets
 
 from ..throttle import Channel, register_live, unregister_live
-from .figures import Block, png_bundle, render_blocks, static_mark
+from .figures import (
+    PANEL_HEIGHT,
+    Block,
+    axes_labels,
+    empty,
+    extent,
+    legend,
+    png_bundle,
+    render_blocks,
+    set_ticks,
+    static_mark,
+    style,
+)
+from .figures import histogram as draw_histogram
 
 ESM = (Path(__file__).resolve().parent.parent / "static" / "widgets.js").read_text(encoding="utf-8")
 RELEASED_ESM = "export default { render() {} };"  # what a finished view keeps (see LiveWidget._release)
@@ -423,3 +436,33 @@ def _own(obj: Any) -> None:
     except ImportError:
         return
     own(obj)
+
+
+# -- drawing shared by the widgets whose static figure is "values over steps" + "latest histogram" ------------------
+def finish_steps_panel(ax: Any, theme: dict[str, Any], title: str, x: np.ndarray, xr: tuple[float, float],
+                       low: np.ndarray, high: np.ndarray, xlabel: str, ylabel: str) -> None:
+    """Legend, title, ticks and axis labels of a panel already plotted with values over steps ``x``
+    (GradHistograms' percentile bands, ActivationInspector's statistics).
+
+    The y range fits ``low``..``high`` at the steps inside the zoomed range ``xr`` only, so zooming in rescales y as
+    the live view does; the legend's rows push the plot area down (widgets.js lays it out the same way)."""
+    width_px = getattr(ax, "panel_width_px", 500)
+    shown = (x >= xr[0]) & (x <= xr[1])
+    legend_rows = legend(ax, theme, width_px)
+    style(ax, title, theme, legend_rows)
+    set_ticks(ax, xr, extent(np.concatenate([low[shown], high[shown]])), False, width_px - 82,
+              PANEL_HEIGHT - 90 - 18 * legend_rows)
+    axes_labels(ax, theme, xlabel, ylabel)
+
+
+def latest_histogram_panel(ax: Any, theme: dict[str, Any], latest: tuple[np.ndarray, dict[str, Any]] | None,
+                           step_word: str, color: str, xlabel: str) -> None:
+    """The "latest histogram" panel beside a steps panel: ``latest`` is a ``LiveWidget._latest`` entry
+    ``(counts, meta)`` (meta holds the bins' ``lo``, ``hi`` and the ``step`` it was taken at, which the title calls
+    ``step_word``: "pass", "call"), or None before the first one, which draws a placeholder."""
+    if latest is None:
+        empty(ax, "latest histogram", "no histogram yet", theme)
+        return
+    counts, meta = latest
+    draw_histogram(ax, theme, counts, meta["lo"], meta["hi"], f"latest histogram ({step_word} {meta['step']})", color,
+                   xlabel, getattr(ax, "panel_width_px", 500) - 82)

@@ -18,21 +18,8 @@ from typing import Any
 import numpy as np
 
 from ...debug.stats import histogram, to_numpy
-from .base import LiveWidget
-from .figures import (
-    COLORS,
-    PANEL_HEIGHT,
-    THEMES,
-    axes_labels,
-    empty,
-    extent,
-    legend,
-    names_list,
-    set_ticks,
-    style,
-    zoomed,
-)
-from .figures import histogram as draw_histogram
+from .base import LiveWidget, finish_steps_panel, latest_histogram_panel
+from .figures import COLORS, THEMES, empty, extent, names_list, zoomed
 
 PERCENTILES = (0, 10, 25, 50, 75, 90, 100)
 BINS = 30
@@ -102,7 +89,6 @@ class GradHistograms(LiveWidget):
             empty(axes[1], "latest histogram", "no gradients yet", th)
             return
         ax = axes[0]
-        width_px = getattr(ax, "panel_width_px", 500)
         rows = self.rows(name)
         x, p = rows[:, 0], rows[:, 1:]
         xr = zoomed(self.view.x_range, extent(x[[0, -1]]))
@@ -111,20 +97,8 @@ class GradHistograms(LiveWidget):
         bands = (((2, 4), 0.4, "25–75%"), ((1, 5), 0.25, "10–90%"), ((0, 6), 0.12, "min–max"))
         for (lo, hi), alpha, label in bands:
             ax.fill_between(x, p[:, lo], p[:, hi], color=color, alpha=alpha, linewidth=0, label=label)
-        shown = (x >= xr[0]) & (x <= xr[1])
-        legend_rows = legend(ax, th, width_px)
-        style(ax, f"gradient of {name}", th, legend_rows)
-        set_ticks(ax, xr, extent(np.concatenate([p[shown, 0], p[shown, 6]])), False, width_px - 82,
-                  PANEL_HEIGHT - 90 - 18 * legend_rows)
-        axes_labels(ax, th, "backward pass", "gradient")
-        latest = self._latest.get(f"hist/{name}")
-        if latest is None:
-            empty(axes[1], "latest histogram", "no histogram yet", th)
-        else:
-            counts, meta = latest
-            draw_histogram(axes[1], th, counts, meta["lo"], meta["hi"], f"latest histogram (pass {meta['step']})",
-                           color,
-                      "gradient value", getattr(axes[1], "panel_width_px", 500) - 82)
+        finish_steps_panel(ax, th, f"gradient of {name}", x, xr, p[:, 0], p[:, 6], "backward pass", "gradient")
+        latest_histogram_panel(axes[1], th, self._latest.get(f"hist/{name}"), "pass", color, "gradient value")
 
     def header(self) -> str:
         name = self._selected_series()
