@@ -13,23 +13,17 @@ skipped, with the reason, when chromium, playwright or jupyterlab is missing.
 from __future__ import annotations
 
 import base64
-import importlib.util
 import io
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from browser_helpers import CHROMIUM, OPEN_NOTEBOOK_READY, RUN_CELLS, jupyterlab, missing
 
-CHROMIUM = os.environ.get("TINYGRAD_NB_CHROMIUM", "/usr/bin/chromium")
 FIXTURE = Path(__file__).resolve().parent / "browser" / "live_widgets.ipynb"
 HISTORY_FIXTURE = FIXTURE.with_name("history_widget.ipynb")
 VIEWS_FIXTURE = FIXTURE.with_name("live_views.ipynb")
@@ -39,29 +33,7 @@ TOKEN = "tinygrad-nb-browser-test"
 POINTS = 2000 + 20  # what the fixture's first cell logs: 2,000 losses and 20 validation losses
 
 
-def _missing() -> str | None:
-    if not Path(CHROMIUM).exists():
-        return f"no chromium at {CHROMIUM} (.ci/run installs Debian's chromium; set $TINYGRAD_NB_CHROMIUM)"
-    for module in ("playwright", "jupyterlab", "ipykernel"):
-        if importlib.util.find_spec(module) is None:
-            return f"{module} is not installed (pip install -e '.[dev]')"
-    return None
-
-
-pytestmark = pytest.mark.skipif(_missing() is not None, reason=str(_missing()))
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _api(base: str, path: str, method: str = "GET") -> Any:
-    request = urllib.request.Request(f"{base}{path}", method=method, headers={"Authorization": f"token {TOKEN}"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        body = response.read()
-    return json.loads(body) if body else None
+pytestmark = pytest.mark.skipif(missing() is not None, reason=str(missing()))
 
 
 @pytest.fixture(scope="module")
@@ -73,60 +45,8 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     root.mkdir()
     for notebook in (FIXTURE, HISTORY_FIXTURE, VIEWS_FIXTURE):
         shutil.copy(notebook, root / notebook.name)
-    config = tmp / "config"
-    (config / "labconfig").mkdir(parents=True)
-    # no "receive Jupyter news?" prompt: the announcements plugin is off
-    (config / "labconfig" / "page_config.json").write_text(json.dumps(
-        {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
-    env = dict(os.environ, JUPYTER_CONFIG_DIR=str(config), JUPYTER_DATA_DIR=str(tmp / "data"),
-               JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
-               JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"), PYTHONWARNINGS="ignore")
-    port = _free_port()
-    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
-               f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={TOKEN}",
-               f"--ServerApp.root_dir={root}", "--LabApp.expose_app_in_browser=True",
-               "--LabApp.extension_manager=readonly", "--LabApp.news_url=None",
-               "--LabApp.check_for_updates_class=jupyterlab.handlers.announcements.NeverCheckForUpdate"]
-    log = open(tmp / "server.log", "w")  # noqa: SIM115 - closed at teardown
-    server = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            _api(base, "/api/status")
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                pytest.fail(f"JupyterLab did not start; log:\n{(tmp / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.3)
-    yield base, root
-    try:
-        for kernel in _api(base, "/api/kernels"):
-            _api(base, f"/api/kernels/{kernel['id']}", method="DELETE")
-    except OSError:
-        pass
-    server.terminate()
-    try:
-        server.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        server.kill()
-    log.close()
-
-
-OPEN_NOTEBOOK_READY = """(cells) => {
-  const panel = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  const kernel = panel && panel.sessionContext && panel.sessionContext.session && panel.sessionContext.session.kernel;
-  return Boolean(kernel && kernel.status === "idle" && panel.content && panel.content.widgets.length === cells);
-}"""
-
-RUN_CELLS = """async ([first, last]) => {
-  const app = window.jupyterapp, notebook = app.shell.currentWidget.content;
-  for (let i = first; i <= last; i++) {
-    notebook.activeCellIndex = i;
-    await app.commands.execute("notebook:run-cell");
-  }
-}"""
+    with jupyterlab(tmp, root, TOKEN, start_timeout=60) as base:
+        yield base, root
 
 
 def _dataset(page: Any, kind: str, key: str) -> str | None:
@@ -444,3 +364,134 @@ def test_views_look_and_behave(lab: tuple[str, Path]) -> None:
     assert pngs[1].getpixel((2, 2)) == (255, 255, 255) and pngs[1].size[1] >= 3 * 250  # every widget's panels
     assert pngs[2].getpixel((2, 2)) == (17, 17, 17)  # drawn in the theme the user looked at
     assert pngs[1].size[0] > pngs[2].size[0]  # at the width the browser reported (1280 px vs 900 px windows)
+
+
+# -- issue 22: a series restyled after it is drawn (the sweep view greys a pruned trial's curve) --------------------
+STYLE_FIXTURE = FIXTURE.with_name("series_style.ipynb")
+ORANGE, BLUE, GREY = (255, 127, 14), (31, 119, 180), (158, 158, 158)  # COLORS[1], COLORS[0], set_series_style's
+STROKES = """([index, values, step]) => {
+  // per value: the canvas pixel with the most ink in a 13 px column around where the flat line at that value is,
+  // at the given step; the canvas's own (un-composited) RGBA, read back with getImageData
+  const el = document.querySelectorAll('[data-tg-widget=loss]')[index];
+  const canvas = el.querySelector('canvas'), r = canvas.width / canvas.getBoundingClientRect().width;
+  const p = JSON.parse(el.dataset.geometry).panels[0], [bx, by, bw, bh] = p.plot, [x0, x1] = p.xr, [y0, y1] = p.yr;
+  const ctx = canvas.getContext('2d'), x = bx + (step - x0) / (x1 - x0) * bw;
+  return values.map((v) => {
+    const y = by + bh - (v - y0) / (y1 - y0) * bh;
+    let best = null;
+    for (let dy = -6; dy <= 6; dy++) {
+      const rgba = [...ctx.getImageData(Math.round(x * r), Math.round((y + dy) * r), 1, 1).data];
+      if (!best || rgba[3] > best.rgba[3]) best = { rgba, x: Math.round(x), y: Math.round(y + dy) };
+    }
+    return best;
+  });
+}"""
+
+
+def _near(rgb: list[int] | tuple[int, ...], want: tuple[int, int, int], tolerance: int) -> bool:
+    return all(abs(int(a) - b) <= tolerance for a, b in zip(rgb, want))
+
+
+def test_series_style_update_restyles_a_drawn_curve(lab: tuple[str, Path]) -> None:
+    """A LossCurve draws "loss" (blue) and "train_loss" (orange) as flat lines; ``set_series_style`` turns the
+    orange one into the sweep view's pruned look (grey, alpha 0.8) with a " (pruned)" label. Read from the canvas
+    in light and dark theme: the stroke was orange, is grey now, the blue one is untouched; on screen the grey line
+    stands out from the background; the hover readout has the new label; a second display made later and a reloaded
+    page (the kernel still running, so everything is sent again) draw it grey too. Screenshots: ``style_*.png`` in
+    the artifacts folder."""
+    from PIL import Image  # noqa: PLC0415
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 - only when the test runs
+
+    base, root = lab
+    shutil.copy(STYLE_FIXTURE, root / STYLE_FIXTURE.name)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    step = 17.5  # between x grid lines (ticks every 5 or 10 steps); 1.13 and 1.87 lie between y grid lines
+
+    def strokes(page: Any, index: int = 0) -> list[dict[str, Any]]:
+        page.mouse.move(0, 0)  # no hover guide over the curves
+        page.wait_for_timeout(300)
+        return page.evaluate(STROKES, [index, [1.13, 1.87], step])
+
+    def on_screen(page: Any, index: int, theme: str, at: dict[str, Any],
+                  background: tuple[int, ...]) -> tuple[int, ...]:
+        """What the user sees near a canvas pixel (the element screenshot, composited over the theme's background):
+        the pixel farthest from the background within 2 px above or below (the canvas may sit at a half pixel)."""
+        canvas = page.locator("[data-tg-widget=loss] canvas").nth(index)
+        canvas.scroll_into_view_if_needed()
+        path = ARTIFACTS / f"style_{theme}.png"
+        page.locator(".jp-OutputArea-output:has([data-tg-widget=loss])").nth(index).screenshot(path=str(path))
+        shot = Image.open(io.BytesIO(canvas.screenshot())).convert("RGB")
+        column = [shot.getpixel((at["x"], at["y"] + dy)) for dy in range(-2, 3)]
+        return max(column, key=lambda rgb: sum(abs(c - b) for c, b in zip(rgb, background)))
+
+    def set_theme(page: Any, name: str) -> None:
+        page.evaluate("(theme) => window.jupyterapp.commands.execute('apputils:change-theme', {theme})", name)
+        page.wait_for_function(f"() => document.body.dataset.jpThemeName === '{name}'", timeout=15_000)
+        page.wait_for_timeout(800)  # the MutationObserver's redraw
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1100, "height": 900})
+        try:
+            page.goto(f"{base}/lab/tree/{STYLE_FIXTURE.name}?token={TOKEN}&reset")
+            page.wait_for_function(OPEN_NOTEBOOK_READY, arg=4, timeout=60_000)
+            page.evaluate("() => window.jupyterapp.commands.execute('application:toggle-left-area')")
+            page.evaluate(RUN_CELLS, [1, 1])
+            page.wait_for_function("() => document.querySelector('[data-tg-widget=loss]')?.dataset.points === '80'",
+                                   timeout=30_000)
+            for theme in ("JupyterLab Light", "JupyterLab Dark"):  # before: orange, opaque
+                set_theme(page, theme)
+                blue, orange = strokes(page)
+                assert _near(blue["rgba"], BLUE, 3) and blue["rgba"][3] >= 190, (theme, blue)
+                assert _near(orange["rgba"], ORANGE, 3) and orange["rgba"][3] >= 190, (theme, orange)
+            page.locator(".jp-OutputArea-output:has([data-tg-widget=loss])").first.screenshot(
+                path=str(ARTIFACTS / "style_before_dark.png"))
+
+            page.evaluate(RUN_CELLS, [2, 2])  # curve.set_series_style("train_loss", color="#9e9e9e", alpha=0.8, ...)
+            page.wait_for_function(f"() => ({STROKES})([0, [1.87], {step}])[0].rgba[0] < 200", timeout=15_000)
+            for theme, background in (("JupyterLab Dark", (17, 17, 17)), ("JupyterLab Light", (255, 255, 255))):
+                set_theme(page, theme)
+                blue, grey = strokes(page)
+                assert _near(blue["rgba"], BLUE, 3) and blue["rgba"][3] >= 190, (theme, blue)  # untouched
+                assert _near(grey["rgba"], GREY, 4), (theme, grey)
+                assert 140 <= grey["rgba"][3] <= 206, (theme, grey)  # alpha 0.8 of the line's coverage
+                seen = on_screen(page, 0, "light" if "Light" in theme else "dark", grey, background)
+                alpha = grey["rgba"][3] / 255
+                expected = [round(alpha * g + (1 - alpha) * b) for g, b in zip(GREY, background)]
+                assert _near(seen, tuple(expected), 12), (theme, seen, expected)  # composited over the page
+                assert sum(abs(s - b) for s, b in zip(seen, background)) >= 150, (theme, seen)  # visible
+            # the hover readout carries the label suffix
+            canvas = page.locator("[data-tg-widget=loss] canvas").first
+            box = canvas.bounding_box()
+            page.mouse.move(box["x"] + grey["x"], box["y"] + grey["y"])
+            tip = page.locator("[data-tg-widget=loss] .tg-readout").first
+            tip.wait_for(state="visible", timeout=5_000)
+            assert "train_loss (pruned): 1.87" in tip.inner_text() and "loss: 1.13" in tip.inner_text(), \
+                tip.inner_text()
+            page.mouse.move(0, 0)
+
+            # a view made after the change (the same widget displayed again) starts grey
+            page.evaluate(RUN_CELLS, [3, 3])
+            page.wait_for_function("() => document.querySelectorAll('[data-tg-widget=loss]')[1]?.dataset.points"
+                                   " === '80'", timeout=30_000)
+            blue, grey = strokes(page, 1)
+            assert _near(grey["rgba"], GREY, 4) and 140 <= grey["rgba"][3] <= 206, grey
+            assert _near(blue["rgba"], BLUE, 3), blue
+
+            # a reloaded page (saved first, so the outputs name the widget; the kernel runs on): its views ask for
+            # everything, and the resend carries the style
+            page.evaluate("async () => { await window.jupyterapp.commands.execute('docmanager:save'); }")
+            page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty",
+                                   timeout=15_000)
+            page.reload()
+            page.wait_for_function(OPEN_NOTEBOOK_READY, arg=4, timeout=60_000)
+            page.wait_for_function("() => document.querySelector('[data-tg-widget=loss]')?.dataset.points === '80'",
+                                   timeout=30_000)
+            blue, grey = strokes(page)
+            assert _near(grey["rgba"], GREY, 4) and 140 <= grey["rgba"][3] <= 206, grey
+            assert _near(blue["rgba"], BLUE, 3), blue
+            page.locator(".jp-OutputArea-output:has([data-tg-widget=loss])").first.screenshot(
+                path=str(ARTIFACTS / "style_after_reload.png"))
+        finally:
+            browser.close()
+            print(f"screenshots in {ARTIFACTS}")

@@ -236,7 +236,7 @@ def test_esm_is_small_and_self_contained() -> None:
     assert files
     for path in files:
         text = path.read_text()
-        assert len(text.encode()) <= 40 * 1024, (path.name, len(text))  # issue 18 raised it from 20 KB
+        assert len(text.encode()) <= 44 * 1024, (path.name, len(text))  # issue 18: 20 -> 40 KB; issue 22: 44 KB (series styles)
         assert not re.search(r"^\s*import\s", text, re.MULTILINE) and "http" not in text  # no CDN imports
     assert "export default" in ESM
 

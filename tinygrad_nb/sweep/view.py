@@ -1,6 +1,11 @@
 """The live sweep view: in Jupyter a table of trials (config, status, best metric) above the metric curves of all
-trials overlaid (a :class:`~tinygrad_nb.notebook.widgets.LossCurve`, one series per trial, pruned trials grey in its
-static image); elsewhere one text line per ended trial and the trial table at the end.
+trials overlaid (a :class:`~tinygrad_nb.notebook.widgets.LossCurve`, one series per trial); elsewhere one text line
+per ended trial and the trial table at the end.
+
+When a trial ends pruned its curve turns grey (failed and NaN trials: grey and dashed) in the live view and in the
+static image, through :meth:`LossCurve.set_series_style`: the style is sent to the browser at once and kept in the
+series' meta, so a view rendered later (another display, a reloaded page) draws it too. Table rows get the same
+greying (failed rows red).
 
 The table is :meth:`SweepResult.table`, the same :class:`~tinygrad_nb.track.Comparison` ``track.compare`` prints.
 """
@@ -10,6 +15,16 @@ import html
 import sys
 import time
 from typing import Any
+
+GREY = "#9e9e9e"  # the table's pruned rows (JupyterLab's --jp-ui-font-color3) and the ended curves
+# LossCurve.set_series_style arguments per trial status. Alpha 0.8: over a white page the line is 178/255 grey, over
+# JupyterLab's dark #111 130/255, so it recedes behind the running trials yet stays darker (lighter) than the grid.
+STATUS_STYLES: dict[str, dict[str, Any]] = {
+    "pruned": {"color": GREY, "alpha": 0.8},
+    "failed": {"color": GREY, "alpha": 0.8, "dashed": True},
+    "nan": {"color": GREY, "alpha": 0.8, "dashed": True},
+}
+TRIAL_COLORS = 7  # trials cycle through the palette's first 7 colours: its 8th is grey, which means "ended badly"
 
 
 class NullView:
@@ -58,29 +73,20 @@ class NotebookView(NullView):
         from ..notebook.widgets import LossCurve  # noqa: PLC0415
 
         class SweepCurves(LossCurve):
-            """One series per trial in a single panel; the static image draws pruned and failed trials grey."""
-
-            statuses: dict[str, str]
+            """One series per trial in a single panel (the metric's); an ended trial's style per STATUS_STYLES."""
 
             def add(self, name: str, panel: str, steps: list[int], values: list[float]) -> None:
-                rows = self._series(name, 2, panel=panel, role="train")
+                rows = self._rows.get(name)
+                if rows is None:  # a new trial: the next colour (an index into the palette, as RunComparison's)
+                    rows = self._series(name, 2, panel=panel, role="train", color=len(self._rows) % TRIAL_COLORS)
                 rows.extend(zip(steps, values))
                 self.channel.tick(len(steps))
-
-            def draw(self, axes: list[Any], *args: Any, **kwargs: Any) -> None:
-                super().draw(axes, *args, **kwargs)
-                grey = {name for name, status in self.statuses.items() if status in ("pruned", "failed")}
-                for line in axes[0].get_lines():
-                    label = str(line.get_label())  # "trial 3" or "trial 3 0.412" (the last value appended)
-                    if label in grey or label.rsplit(" ", 1)[0] in grey:
-                        line.set_color("#9e9e9e")
-                        line.set_alpha(0.6)
 
         self.result = result
         self.table = ipywidgets.HTML(value=self._html())
         display(self.table)
         self.curves = SweepCurves(metrics=None, title=f"{result.name}: {result.metric}")
-        self.curves.statuses = {}
+        self._styled: set[str] = set()  # series with a status style (reset if the trial runs again: a retry)
         self._next_draw = 0.0
 
     def _html(self) -> str:
@@ -112,7 +118,14 @@ class NotebookView(NullView):
         self._redraw()
 
     def trial_ended(self, trial: Any, result: Any) -> None:
-        self.curves.statuses[f"trial {trial.trial}"] = trial.status
+        name, style = f"trial {trial.trial}", STATUS_STYLES.get(trial.status)
+        if name in self.curves.panels().get(self.result.metric, ()):  # a trial that logged no metric has no curve
+            if style is not None:
+                self.curves.set_series_style(name, **style)
+                self._styled.add(name)
+            elif name in self._styled:  # a retried trial (its first attempt failed) that now finished
+                self.curves.set_series_style(name)
+                self._styled.discard(name)
         self._redraw(force=True)
 
     def close(self, result: Any) -> None:

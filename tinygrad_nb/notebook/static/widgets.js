@@ -7,6 +7,7 @@
 // order, so every point logged in Python ends up here. If a message starts past what we hold (or we start empty
 // after a page reload) we ask for the rest: {kind: "sync", have: {name: rows}, records: n}. The first view rendered
 // sends one such request too: it tells Python a browser shows the widget (see "swap" below).
+// LossCurve.set_series_style sends {kind: "style", name, style} (also kept in the series' meta, so resends carry it).
 //
 // Look: colours and fonts come from JupyterLab's theme variables (light, dark, high contrast); every panel has its
 // title, then its legend, then the plot, so legends never cover data; axes carry labels. Interaction: hover shows
@@ -35,7 +36,19 @@ function floats(buf) {
 }
 
 function createStore() {
-  return { series: new Map(), latest: new Map(), records: [], received: false, listeners: new Set() };
+  return { series: new Map(), latest: new Map(), records: [], styles: new Map(), received: false, listeners: new Set() };
+}
+
+// {color: "#rrggbb", dashed, alpha in [0, 1], label_suffix}; bad fields dropped. By name: may precede the rows.
+function setStyle(store, name, raw) {
+  if (typeof name != "string" || !raw || typeof raw != "object" || Array.isArray(raw)) return false;
+  const o = {}, c = raw.color, a = raw.alpha, f = raw.label_suffix;
+  if (typeof c == "string" && /^#[0-9a-f]{6}$/i.test(c)) o.color = c;
+  if (typeof raw.dashed == "boolean") o.dashed = raw.dashed;
+  if (typeof a == "number" && a >= 0 && a <= 1) o.alpha = a;
+  if (typeof f == "string") o.suffix = f.slice(0, 80);
+  store.styles.set(name, o);
+  return true;
 }
 
 function have(store) {
@@ -50,6 +63,7 @@ function appendRows(store, item, rows) {
     s = { name: item.name, meta: item, width: item.width, data: new Float32Array(256 * item.width), n: 0 };
     store.series.set(item.name, s);
   }
+  if ("style" in item) setStyle(store, item.name, item.style);
   const w = s.width, count = rows.length / w;
   if (item.start > s.n) return false; // a gap: keep what we have, ask for the rest
   const skip = s.n - item.start; // rows we already hold (a resend overlapping what arrived)
@@ -189,7 +203,7 @@ function swatch(ctx, item, x, y) {
   ctx.save();
   if (item.band) { ctx.globalAlpha = item.band; ctx.fillStyle = item.color; ctx.fillRect(x, y - 5, 16, 10); }
   else {
-    ctx.strokeStyle = item.color; ctx.lineWidth = 2; ctx.setLineDash(item.dash || []);
+    ctx.strokeStyle = item.color; ctx.lineWidth = 2; ctx.setLineDash(item.dash || []); ctx.globalAlpha = item.alpha ?? 1;
     line(ctx, x, y, x + 16, y);
   }
   ctx.restore();
@@ -447,19 +461,19 @@ function lossView(model, el, store, header) {
     for (const [panel, list] of panels) {
       const col = index % cols, row = Math.floor(index++ / cols);
       const lines = list.map((s, i) => {
-        const ys = column(s, 1);
-        return { s, label: s.meta.label || s.name, xs: column(s, 0), ys, sm: ema(ys, weight),
-          color: COLORS[(s.meta.color ?? i) % COLORS.length], // RunComparison: a label and a colour per run
-          dash: s.meta.role === "val" ? [6, 4] : [] };
+        const ys = column(s, 1), st = store.styles.get(s.name) || {};
+        return { s, label: (s.meta.label || s.name) + (st.suffix || ""), xs: column(s, 0), ys, sm: ema(ys, weight),
+          color: st.color || COLORS[(s.meta.color ?? i) % COLORS.length], // RunComparison: a label and a colour per run
+          dash: (st.dashed ?? s.meta.role === "val") ? [6, 4] : [], alpha: st.alpha ?? 1 };
       });
       const seen = lines.flatMap((l) => visible(l.xs, l.ys, xr));
       const logged = useLog && !BOUNDED.test(panel) && seen.some((v) => v > 0);
-      const legend = lines.map((l) => ({ label: `${l.label} ${fmtv(l.ys[l.ys.length - 1])}`, color: l.color, dash: l.dash }));
+      const legend = lines.map((l) => ({ ...l, label: `${l.label} ${fmtv(l.ys[l.ys.length - 1])}` }));
       const { box, g } = frame(ctx, th, { x: col * pw, y: row * ph, w: pw, h: ph }, panel, legend);
       const m = axes(ctx, th, box, xr, extent(seen, logged), logged, "step", panel + (logged ? " (log)" : ""), g);
       for (const l of lines) {
-        if (weight > 0) polyline(ctx, th, m, l.xs, l.ys, l.color, l.dash, 0.3, 1.2);
-        polyline(ctx, th, m, l.xs, l.sm, l.color, l.dash, 1);
+        if (weight > 0) polyline(ctx, th, m, l.xs, l.ys, l.color, l.dash, 0.3 * l.alpha, 1.2);
+        polyline(ctx, th, m, l.xs, l.sm, l.color, l.dash, l.alpha);
         const i = l.xs.length - 1;
         if (Number.isFinite(l.sm[i]) && l.xs[i] <= xr[1]) g.last.push([m.sx(l.xs[i]), m.sy(l.sm[i])]);
       }
@@ -811,8 +825,8 @@ export default () => {
   function initialize({ model }) {
     const sync = () => model.send({ kind: "sync", have: have(store), records: store.records.length });
     model.on("msg:custom", (msg, buffers) => {
-      if (msg.kind !== "data") return;
-      if (!applyData(store, msg, buffers)) sync();
+      if (msg.kind === "style" ? !setStyle(store, msg.name, msg.style) : msg.kind !== "data") return;
+      if (msg.kind === "data" && !applyData(store, msg, buffers)) sync();
       for (const listener of store.listeners) listener();
     });
     // a page reloaded while the kernel runs: nothing arrives by itself, so ask for everything so far
