@@ -806,3 +806,166 @@ def test_alert_p99_is_the_window_percentile() -> None:
     assert monitor.exceeded
     now[0] = 11.0  # the window slides past everything: an empty window recovers
     assert monitor.check()["requests"] == 0 and not monitor.exceeded
+
+
+# -- the plain ASGI /v1/predict path and the transport that sends an answer in one write ----------------------------
+def test_predict_path_chunked_body_headers_and_errors(mlp_bytes: bytes, serving: Any) -> None:
+    """/v1/predict is plain ASGI in front of starlette: a body in several chunks round-trips byte for byte, the
+    answer's headers are exact, and every error keeps its status, headers and message."""
+    server, client = serving(load_model_from(mlp_bytes), max_batch=8)
+    x = rows(4)
+    want = load(mlp_bytes).run(x)["output"]
+    body = npy(x)
+    with socket.create_connection(("127.0.0.1", server.port), timeout=30) as s:
+        head = (f"POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: {NPY}\r\n"
+                "Transfer-Encoding: chunked\r\n\r\n").encode()
+        s.sendall(head)
+        for start in range(0, len(body), 100):  # chunks the server reads in several receive() calls
+            part = body[start:start + 100]
+            s.sendall(f"{len(part):x}\r\n".encode() + part + b"\r\n")
+        s.sendall(b"0\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(65536)
+        head_bytes, _, rest = data.partition(b"\r\n\r\n")
+        length = int(re.search(rb"(?i)content-length: *(\d+)", head_bytes).group(1))
+        while len(rest) < length:
+            rest += s.recv(65536)
+    lines = head_bytes.split(b"\r\n")
+    assert lines[0] == b"HTTP/1.1 200 OK"
+    fields = dict(line.split(b": ", 1) for line in lines[1:])
+    assert fields[b"content-type"] == NPY.encode() and int(fields[b"content-length"]) == len(rest)
+    assert b"server" not in fields  # (uvicorn's "server: uvicorn" is off)
+    assert np.load(io.BytesIO(rest), allow_pickle=False).tobytes() == want.tobytes()
+    r = client.post("/v1/predict", content=npy(x), headers={"content-type": NPY, "x-deadline-ms": "soon"})
+    assert r.status_code == 400 and r.headers["content-type"] == "application/json"
+    assert r.json() == {"error": "X-Deadline-Ms must be a positive number of milliseconds, got 'soon'"}
+    r = client.post("/v1/predict", content=b"{}", headers={"content-type": "text/csv"})
+    assert r.status_code == 415 and r.json() == {"error": "unsupported Content-Type 'text/csv': send application/json,"
+                                                          " application/x-npy or application/x-safetensors"}
+    r = client.get("/v1/predict")
+    assert r.status_code == 405 and r.json() == {"error": "GET /v1/predict: method not allowed"}
+    r = client.post("/v1/predict/extra", content=body, headers={"content-type": NPY})
+    assert r.status_code == 404 and r.json() == {"error": "POST /v1/predict/extra: no such endpoint"}
+
+
+def test_a_model_exception_is_a_500_answer_and_serving_goes_on(mlp_bytes: bytes, serving: Any,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    class Broken:
+        def __init__(self, inner: Any):
+            self.inner, self.broken = inner, False
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+    sess = Broken(load_model_from(mlp_bytes))
+    server, client = serving(sess, max_batch=8, batching=False)
+
+    def explode(*args: Any) -> Any:
+        raise KeyError("boom")
+
+    server.run_inline = explode  # an unexpected error inside the handler (not the model's: that is a 422)
+    caplog.set_level(logging.ERROR, logger="tinygrad_nb.serve")
+    r = client.post("/v1/predict", content=npy(rows(1)), headers={"content-type": NPY})
+    assert r.status_code == 500 and r.json() == {"error": "internal error: KeyError: 'boom'"}
+    assert any("unexpected error in /v1/predict" in rec.getMessage() for rec in caplog.records)
+    del server.run_inline
+    assert client.post("/v1/predict", content=npy(rows(1)), headers={"content-type": NPY}).status_code == 200
+    assert parse_metrics(client.get("/metrics").text)["tgnb_requests_total"] == {"500": 1.0, "200": 1.0}
+
+
+class RecordingTransport:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, Any]] = []
+
+    def write(self, data: bytes) -> None:
+        self.calls.append(("write", bytes(data)))
+
+    def writelines(self, lines: Any) -> None:
+        self.calls.append(("writelines", [bytes(x) for x in lines]))
+
+    def close(self) -> None:
+        self.calls.append(("close", None))
+
+    def abort(self) -> None:
+        self.calls.append(("abort", None))
+
+    def get_extra_info(self, name: str) -> str:
+        return f"info:{name}"
+
+
+def test_the_head_is_held_until_the_body_and_never_lost() -> None:
+    import asyncio
+
+    from tinygrad_nb.serve.server import _HeadHeldTransport
+
+    loop = asyncio.new_event_loop()
+    try:
+        inner = RecordingTransport()
+        t = _HeadHeldTransport(inner, loop)
+        head = b"HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\n"
+        t.write(head)
+        assert inner.calls == []  # held
+        t.write(b"abc")
+        assert inner.calls == [("writelines", [head, b"abc"])]  # one send for both
+        t.write(b"not a head")
+        assert inner.calls[-1] == ("write", b"not a head")
+        t.write(head)  # a head with nothing after it in this loop iteration leaves with call_soon
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert inner.calls[-1] == ("write", head)
+        t.write(head)
+        t.close()  # close sends what is held first
+        assert inner.calls[-2:] == [("write", head), ("close", None)]
+        t.write(head)
+        t.abort()  # abort drops it
+        assert inner.calls[-1] == ("abort", None)
+        loop.call_soon(loop.stop)
+        loop.run_forever()
+        assert inner.calls[-1] == ("abort", None)
+        assert t.get_extra_info("peername") == "info:peername"
+    finally:
+        loop.close()
+
+
+def test_split_batches_is_opt_in(mlp_bytes: bytes) -> None:
+    server = Server(load_model_from(mlp_bytes), port=0, max_batch=8)
+    try:
+        assert server.batcher.chunks is None and server.call_seconds == []  # one call per batch, nothing timed
+    finally:
+        server._socket.close()
+    server = Server(load_model_from(mlp_bytes), port=0, max_batch=8, split_batches=True)
+    try:
+        assert len(server.call_seconds) == 9 and len(server.batcher.chunks) == 9
+        assert all(sum(sizes) == k for k, sizes in enumerate(server.batcher.chunks))
+    finally:
+        server._socket.close()
+    assert not _parse(["m.onnx"]).split_batches and _parse(["m.onnx", "--split-batches"]).split_batches
+
+
+def test_calibration_tracks_the_quantile_of_actual_over_estimated_and_relaxes() -> None:
+    from tinygrad_nb.serve.batcher import Calibration
+
+    now = [0.0]
+    cal = Calibration(quantile=0.9, step=0.02, ceiling=4.0, relax_s=1.0, clock=lambda: now[0])
+    rng = np.random.default_rng(0)
+    ratios = rng.uniform(1.0, 3.0, 20000)  # requests took 1-3x their admission estimate
+    factors = []
+    for r in ratios:
+        cal.observe(0.010, 0.010 * r)
+        factors.append(cal.factor)
+    # the 90th percentile of U(1, 3) is 2.8; the stochastic estimate wanders a few steps around it
+    late = np.array(factors[-5000:])
+    assert abs(late.mean() - 2.8) < 0.05 and abs(np.mean(ratios[-5000:] <= late) - 0.9) < 0.03
+    assert 2.5 < late.min() and late.max() < 3.1
+    for _ in range(1000):
+        cal.observe(0.010, 0.5)  # 50x: more pessimism is capped
+    assert cal.factor == pytest.approx(4.0)
+    before = cal.factor
+    cal.observe(0.001, 1.0)  # an estimate under min_estimate_s (an idle server) says nothing about queueing
+    assert cal.factor == before
+    now[0] += 1.0  # no observations for one relax time: log(factor) shrinks by e
+    assert cal.factor == pytest.approx(4.0 ** np.exp(-1.0))
+    now[0] += 30.0
+    assert cal.factor == pytest.approx(1.0, abs=1e-9)
+    assert Calibration().factor == 1.0

@@ -16,11 +16,11 @@ Imports the runtime, never the notebook layer.
 from __future__ import annotations
 
 from .alerts import AlertMonitor
-from .batcher import BatchTimer
+from .batcher import BatchTimer, Calibration
 from .codec import RequestError
 from .memory import MemoryBudget, MemoryLimitError, parse_bytes
 from .metrics import parse as parse_metrics
 from .server import TOKEN_ENV, Server
 
-__all__ = ["AlertMonitor", "BatchTimer", "MemoryBudget", "MemoryLimitError", "RequestError", "Server", "TOKEN_ENV",
-           "parse_bytes", "parse_metrics"]
+__all__ = ["AlertMonitor", "BatchTimer", "Calibration", "MemoryBudget", "MemoryLimitError", "RequestError",
+           "Server", "TOKEN_ENV", "parse_bytes", "parse_metrics"]

@@ -10,11 +10,17 @@ Requests arrive on the event loop, already decoded and checked (:mod:`.codec`), 
 * **Admission** (:meth:`Batcher.submit`): a request is refused with 503 when the queue holds ``max_queue_samples``
   samples, or when the estimated time to finish it (what runs now, the queue ahead of it in full batches, its own
   batch) would pass its deadline. The estimate ``t(n) = a + b n`` comes from recent batches (:class:`BatchTimer`).
+  It counts model time only, while a request also waits for everything else the process does meanwhile: on the
+  event loop, parsing and answering every other request of the batches ahead (often more than the model itself),
+  and on a shared machine, waiting for a CPU. So the estimate is scaled by :class:`Calibration`, a running 90th
+  percentile of (measured arrival-to-answer time) / (the estimate made on arrival) over recent busy requests.
+  Arrival is when the event loop read the request (server.py's protocol), not when its handler got its turn.
   Just before a batch runs, items whose deadline the batch would miss are refused too, so the server answers 503
   early instead of 200 late.
   An idle server admits one request per ``probe_interval_s`` (1 s) even so, to measure the model again.
-* **Call sizes**: a batch of k samples runs as the calls that the costs measured at startup say are fastest
-  (:func:`plan_chunks`): usually one call, sometimes several smaller ones.
+* **Call sizes**: a batch runs as one model call. Opt-in (``split_batches``): a batch of k samples runs as the
+  calls that the costs measured at startup say are fastest (:func:`plan_chunks`), which makes how a batch is computed
+  depend on those timings.
 * **Isolation**: inputs were checked on arrival, but a model can still fail on values (an index out of range). When
   a batch fails, its items run one by one and only the failing ones get an error (422).
 
@@ -25,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -67,6 +74,43 @@ class BatchTimer:
         return a + b * samples
 
 
+class Calibration:
+    """How much longer requests really take than the admission estimate says: a running ``quantile`` (0.9) of
+    ``actual / estimated`` over answered requests, at least 1 and at most ``ceiling`` (4: bounded pessimism),
+    relaxing back towards 1 with time.
+
+    Stochastic approximation of a quantile, in log space: ``q <- q * exp(step * (quantile - [x <= q]))`` moves q up by
+    ``step * quantile`` when an observation lands above it and down by ``step * (1 - quantile)`` below, so it settles
+    where a fraction ``quantile`` of observations is below (O(1) per request, no window to keep). Only requests whose
+    estimate was at least ``min_estimate_s`` count: an idle server's estimate (one model call) says nothing about
+    queueing, and its ratio (HTTP time over model time) would only make the busy server refuse too much. Between
+    observations ``log q`` decays with time constant ``relax_s`` (1 s): a factor learnt in a bad moment (a noisy
+    neighbour) that makes the server refuse everything would otherwise never be measured again."""
+
+    def __init__(self, quantile: float = 0.9, step: float = 0.05, min_estimate_s: float = 0.002,
+                 ceiling: float = 4.0, relax_s: float = 1.0, clock: Callable[[], float] = time.perf_counter):
+        self.quantile, self.step, self.min_estimate_s, self.ceiling = quantile, step, min_estimate_s, ceiling
+        self.relax_s, self.clock = relax_s, clock
+        self.log_factor, self.at = 0.0, clock()
+
+    @property
+    def factor(self) -> float:
+        """The factor now (a pure read: the batch thread reads it while the event loop observes)."""
+        if not self.log_factor:
+            return 1.0
+        return math.exp(self.log_factor * math.exp(-(self.clock() - self.at) / self.relax_s))
+
+    def observe(self, estimated_s: float, actual_s: float) -> None:
+        if estimated_s < self.min_estimate_s:
+            return
+        now = self.clock()
+        log_factor = self.log_factor * math.exp(-(now - self.at) / self.relax_s)
+        above = actual_s > estimated_s * math.exp(log_factor)
+        self.log_factor = min(max(log_factor + self.step * (self.quantile - (not above)), 0.0),
+                              math.log(self.ceiling))
+        self.at = now
+
+
 def plan_chunks(cost: list[float], margin: float = 0.9) -> list[tuple[int, ...]]:
     """For every batch of k samples, the sizes of the calls that run it fastest, from ``cost[n]`` (seconds of one
     call of n samples; ``cost[0]`` unused). Batching is not always cheaper per sample: BLAS's matrix-matrix kernels
@@ -94,7 +138,7 @@ def plan_chunks(cost: list[float], margin: float = 0.9) -> list[tuple[int, ...]]
 class Item:
     """One request waiting for the model."""
 
-    __slots__ = ("arrays", "n", "arrival", "deadline", "future", "loop", "key", "started", "probe")
+    __slots__ = ("arrays", "n", "arrival", "deadline", "future", "loop", "key", "started", "probe", "estimated")
 
     def __init__(self, arrays: list[np.ndarray], n: int, arrival: float, deadline: float,
                  future: asyncio.Future, loop: asyncio.AbstractEventLoop):
@@ -103,6 +147,7 @@ class Item:
         self.key = tuple(a.shape[1:] for a in arrays)  # only items of one trailing shape can share a batch
         self.started = 0.0
         self.probe = False  # admitted to measure the model again (see Batcher.submit)
+        self.estimated = 0.0  # arrival to answer, as estimated on admission before calibration (0: a probe)
 
 
 def _settle(pairs: list[tuple[asyncio.Future, Any, bool]]) -> None:
@@ -117,10 +162,11 @@ def _settle(pairs: list[tuple[asyncio.Future, Any, bool]]) -> None:
 class Batcher:
     def __init__(self, session: Any, *, max_batch: int, max_wait_s: float, max_queue_samples: int,
                  metrics: Metrics, timer: BatchTimer, on_batch: Callable[[dict[str, Any]], Any] | None = None,
-                 clock: Callable[[], float] = time.perf_counter):
+                 clock: Callable[[], float] = time.perf_counter, calibration: Calibration | None = None):
         self.session, self.max_batch, self.max_wait_s = session, max_batch, max_wait_s
         self.max_queue_samples, self.metrics, self.timer, self.on_batch = max_queue_samples, metrics, timer, on_batch
         self.clock = clock
+        self.calibration = calibration if calibration is not None else Calibration()
         self.names = list(session.output_names)
         self.single = len(session.inputs) == 1
         # one staging buffer per input for the max batch (inputs whose non-batch dims are fixed), so collating a
@@ -154,7 +200,8 @@ class Batcher:
                 raise RequestError(503, f"the queue is full ({self.queued_samples} samples waiting, at most "
                                         f"{self.max_queue_samples})", "queue_full",
                                    retry_after=_retry_after(self._backlog_seconds(backlog, item.arrival)))
-            wait = self._backlog_seconds(backlog, item.arrival)
+            estimated = self._backlog_seconds(backlog, item.arrival)
+            wait = estimated * self.calibration.factor
             idle = not self.queue and not self.running_since
             probe = idle and item.arrival - self.last_batch_end >= self.probe_interval_s
             if item.arrival + wait > item.deadline and not probe:
@@ -163,6 +210,7 @@ class Batcher:
                                         f"{(item.deadline - item.arrival) * 1e3:.1f} ms away", "deadline",
                                    retry_after=_retry_after(wait))
             item.probe = probe
+            item.estimated = 0.0 if probe else estimated
             self.queue.append(item)
             self.queued_samples = backlog
             self._wake(item)
@@ -239,7 +287,7 @@ class Batcher:
     def _run(self, batch: list[Item]) -> None:
         now = self.clock()
         total = sum(item.n for item in batch)
-        estimate = self.timer.estimate(total)
+        estimate = self.timer.estimate(total) * self.calibration.factor
         late = [item for item in batch if now + estimate > item.deadline and not item.probe]
         answers: list[tuple[Item, Any, bool]] = []
         if late:  # refuse now what this batch would finish after its deadline

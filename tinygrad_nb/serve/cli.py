@@ -25,6 +25,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-batching", action="store_true", help="run each request alone on the event loop")
     parser.add_argument("--batch-thread", action="store_true",
                         help="run batches on a thread of their own (overlaps the model with HTTP parsing)")
+    parser.add_argument("--split-batches", action="store_true",
+                        help="time every batch size at startup and run a batch as the calls that were cheapest then "
+                             "(how a batch is computed then depends on those timings: not reproducible across runs)")
     parser.add_argument("--latency-budget-ms", type=float, default=50.0,
                         help="default deadline per request (X-Deadline-Ms overrides)")
     parser.add_argument("--memory-limit", default=None, help="refuse to start above this many planned bytes "
@@ -56,6 +59,7 @@ def main(args: argparse.Namespace) -> int:
         sess = load(args.model, max_batch=args.max_batch)
         server = Server(sess, host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                         batching=not args.no_batching, batch_thread=args.batch_thread,
+                        split_batches=args.split_batches,
                         latency_budget_ms=args.latency_budget_ms,
                         memory_limit=args.memory_limit, max_queue=args.max_queue, token=args.token,
                         max_body_bytes=args.max_body_bytes, name=args.name, version=args.model_version,

@@ -41,8 +41,10 @@ class Server:
         max_batch: the most samples per model call, and per request (413 above it); memory is planned for it.
         max_wait_ms: 0 = opportunistic batching (never wait when idle); > 0 = wait that long for a batch to fill.
         batching: False runs each request on the event loop, alone (the no-batching baseline).
-        split_batches: time one call of every batch size at startup and run a batch as the cheapest calls
-            (batcher.plan_chunks); False: always one call per batch.
+        split_batches: opt-in. Time one call of every batch size at startup and run a batch as the calls that
+            were cheapest then (batcher.plan_chunks): how a batch is cut into model calls then depends on timings
+            taken once at startup on a machine that may have been busy, so two runs of one server may compute the
+            same batch differently (and so round differently). False (the default): always one call per batch.
         batch_thread: run batches on a thread of their own (the model's BLAS calls overlap HTTP parsing; each
             request pays a thread hop) instead of on the event loop (the default; see batcher.LoopBatcher).
         latency_budget_ms: the default deadline of a request (``X-Deadline-Ms`` overrides it); None = no deadline.
@@ -59,7 +61,7 @@ class Server:
 
     def __init__(self, session: Any, *, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 64,
                  max_wait_ms: float = 0.0, batching: bool = True, batch_thread: bool = False,
-                 split_batches: bool = True, latency_budget_ms: float | None = 50.0,
+                 split_batches: bool = False, latency_budget_ms: float | None = 50.0,
                  memory_limit: int | str | None = None, max_queue: int | None = None, token: str | None = None,
                  max_body_bytes: int | None = None, body_timeout_s: float = 10.0, alert_window_s: float = 10.0,
                  rejection_threshold: float = 0.05, alert_min_requests: int = 20,
@@ -214,6 +216,9 @@ class Server:
             "tgnb_window_rejection_rate": ("Fraction refused (503) over the alert window.",
                                            self.monitor.last["rejection_rate"]),
             "tgnb_alert_active": ("1 while the latency budget is exceeded.", float(self.monitor.exceeded)),
+            "tgnb_admission_calibration": ("Admission scales its estimate by this (measured / estimated time to "
+                                           "answer, 90th percentile).",
+                                           self.batcher.calibration.factor if self.batcher else 1.0),
         }
         return self.metrics.render(gauges)
 
@@ -245,8 +250,12 @@ class Server:
                 log.info(json.dumps({"event": "draining", "in_flight": owner.metrics.in_flight}))
                 super().handle_exit(sig, frame)
 
+        # proxy_headers off: nothing here reads the client's address, and uvicorn's X-Forwarded-For middleware is
+        # one more ASGI layer per request; no "server: uvicorn" header (one header less to check and write per
+        # answer, and the software's name is nobody's business)
         config = uvicorn.Config(self.app, log_level=self.log_level, access_log=False, lifespan="on",
-                                timeout_keep_alive=5)
+                                timeout_keep_alive=5, proxy_headers=False, server_header=False,
+                                http=_http_protocol())
         return _Uvicorn(config)
 
     def start(self, timeout: float = 30.0) -> Server:
@@ -304,6 +313,84 @@ class Server:
         state = "running" if self._thread is not None else "stopped"
         return (f"Server({self.name} v{self.version}, {self.url}, max_batch={self.max_batch}, "
                 f"{'batching' if self.batcher else 'no batching'}, {state})")
+
+
+class _HeadHeldTransport:
+    """A transport that holds a response's head (uvicorn writes the status line and headers, then the body, as two
+    writes) until the next write, and sends both with one ``writelines``: one ``writev`` system call per answer
+    instead of two (checked with ``strace -c``), and one TCP segment for the client to wake up for. A head with no
+    write after it in the same loop iteration (a streamed answer) leaves with ``call_soon``; ``close`` sends it
+    first; ``abort`` drops it."""
+
+    __slots__ = ("_transport", "_held", "_loop")
+
+    def __init__(self, transport: Any, loop: Any):
+        self._transport, self._held, self._loop = transport, None, loop
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.writelines((held, data))
+        elif data[:5] == b"HTTP/" and data[-4:] == b"\r\n\r\n":  # a head alone (uvicorn's response.start)
+            self._held = data
+            self._loop.call_soon(self._flush)
+        else:
+            self._transport.write(data)
+
+    def writelines(self, lines: Any) -> None:
+        self._flush()
+        self._transport.writelines(lines)
+
+    def _flush(self) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            self._transport.write(held)
+
+    def write_eof(self) -> None:
+        self._flush()
+        self._transport.write_eof()
+
+    def close(self) -> None:
+        self._flush()
+        self._transport.close()
+
+    def abort(self) -> None:
+        self._held = None
+        self._transport.abort()
+
+    def __getattr__(self, name: str) -> Any:  # everything else is the real transport's
+        return getattr(self._transport, name)
+
+
+def _http_protocol() -> Any:
+    """uvicorn's httptools protocol with the head held back (``_HeadHeldTransport``) and each request stamped with
+    the time the event loop read it (``scope["extensions"]["tgnb.received_at"]``: the deadline counts from there,
+    not from when the handler got its turn); "auto" (uvicorn's choice) without httptools."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol  # noqa: PLC0415
+    except ImportError:
+        return "auto"
+    from .app import RECEIVED_AT  # noqa: PLC0415
+
+    clock = time.perf_counter
+
+    class Protocol(HttpToolsProtocol):  # type: ignore[misc]
+        received_at = 0.0
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(_HeadHeldTransport(transport, self.loop))
+
+        def data_received(self, data: bytes) -> None:
+            self.received_at = clock()
+            super().data_received(data)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self.scope.setdefault("extensions", {})[RECEIVED_AT] = self.received_at  # (keeps uvicorn's own)
+
+    return Protocol
 
 
 def _bind(host: str, port: int, reuse_port: bool = False) -> socket.socket:
