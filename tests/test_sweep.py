@@ -75,6 +75,11 @@ def noisy_train(config: dict[str, Any], run: Any) -> None:
         run.log({"val_loss": config["lr"] * (4 - step) + config["h"] * 0.01 + float(noise[step]) * 1e-3,
                  "train_loss": float(noise[step])}, step=step)
     run.epoch_end()
+    if "fingerprints" in config:  # leave what this process computes itself, to compare with the run's record
+        from tinygrad_nb.fingerprint import environment_info
+
+        Path(config["fingerprints"], f"{run.id}.json").write_text(json.dumps(
+            {"pid": os.getpid(), "environment": environment_info()}, default=str))
     if config.get("fail") and config["lr"] == 0.3:
         raise ValueError(f"trial with lr={config['lr']} exploded")
 
@@ -119,17 +124,79 @@ def test_every_trial_is_a_run_with_config_seed_fingerprint_and_status(tmp_path: 
     assert track.runs(store, config={"sweep.id": result.id}, status="failed")[0].config["lr"] == 0.3
 
 
-def test_spawned_workers_get_the_train_fn_pickled(tmp_path: Path) -> None:
+def test_spawned_workers_get_the_train_fn_pickled(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("cloudpickle")
     offset = 0.5  # a closure over a local: only cloudpickle ships it to a spawned process
+    # read by OpenBLAS as a spawned worker loads it; this process's BLAS was loaded long ago and keeps its threads
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
 
     def train(config: dict[str, Any], run: Any) -> None:
         assert isinstance(run, sw.TrialRun) and run.seed == sw.trial_seed(0, run.trial)
         run.log({"val_loss": config["x"] + offset, "seed": float(run.seed)})
 
-    result = sw.sweep(train, {"x": [1.0, 2.0]}, max_concurrent=2, store=tmp_path / "r.db", start_method="spawn",
-                      live=False)
+    store = track.RunStore(tmp_path / "r.db")
+    result = sw.sweep(train, {"x": [1.0, 2.0]}, max_concurrent=2, store=store, start_method="spawn", live=False)
     assert [(t.status, t.value) for t in result.trials] == [("finished", 1.5), ("finished", 2.5)]
+    driver = tg.fingerprint().to_dict()
+    for t in result.trials:  # each run records its spawned worker's environment, with the driver's code
+        recorded = store.get(t.run_id).fingerprint
+        assert recorded["code"] == driver["code"]
+        blas = recorded["environment"]["determinism"]["blas_threads"]
+        assert blas["environment_at_import"]["OPENBLAS_NUM_THREADS"] == "1"
+        openblas = [p for p in recorded["environment"]["blas"]["threads"] or [] if p["api"] == "openblas"]
+        assert [p["num_threads"] for p in openblas] == [1] * len(openblas)
+
+
+def fingerprint_train(config: dict[str, Any], run: Any) -> None:
+    """Leaves the fingerprint of the process it runs in, as that process computes it, next to the trial."""
+    Path(config["out"], f"{run.id}.json").write_text(json.dumps({"pid": os.getpid(),
+                                                                 "fingerprint": tg.fingerprint().to_dict()}))
+    run.log({"val_loss": config["x"]}, step=0)
+
+
+def test_each_trial_records_the_fingerprint_of_the_worker_that_ran_it(tmp_path: Path) -> None:
+    store = track.RunStore(tmp_path / "runs.db")
+    # deterministic mode is on in the workers (it pins their BLAS threads to 1) and off in this driver process
+    result = sw.sweep(fingerprint_train, {"x": [1.0, 2.0, 3.0], "out": str(tmp_path)}, max_concurrent=2,
+                      store=store, deterministic=True, live=False)
+    driver = tg.fingerprint().to_dict()
+    assert driver["environment"]["determinism"]["mode"] is False
+    for t in result.trials:
+        assert t.status == "finished"
+        recorded = store.get(t.run_id).fingerprint
+        worker = json.loads((tmp_path / f"{t.run_id}.json").read_text())
+        assert worker["pid"] != os.getpid()
+        # forked workers: their own code part is the driver's, so the whole fingerprint must match, digest included
+        assert recorded == worker["fingerprint"]
+        assert recorded["environment"]["determinism"]["mode"] is True
+        assert recorded["environment"]["determinism"]["blas_threads"]["pinned"] is True
+        assert recorded["digest"] != driver["digest"] and recorded["code"] == driver["code"]
+
+
+def test_a_worker_without_a_fingerprint_keeps_the_drivers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    fingerprint_module = importlib.import_module("tinygrad_nb.fingerprint")  # tg.fingerprint is the function
+    driver_pid, working = os.getpid(), fingerprint_module.environment_info
+
+    def broken_in_workers() -> dict[str, Any]:  # forked workers inherit the patch; only this process is spared
+        if os.getpid() != driver_pid:
+            raise OSError("cannot read /proc/cpuinfo")
+        return working()
+
+    # a fingerprint this process cached for itself (a replay here leaves one) must not be what forked workers send
+    with tg.deterministic(True):
+        assert sw.worker.trial_fingerprint(tg.fingerprint().to_dict()["code"], True) is not None
+    monkeypatch.setattr(fingerprint_module, "environment_info", broken_in_workers)
+    store = track.RunStore(tmp_path / "runs.db")
+    # deterministic in the workers: a fingerprint they did send would differ from the driver's (mode True there)
+    result = sw.sweep(noisy_train, {"lr": [0.1, 0.2], "h": [1]}, max_concurrent=2, store=store, live=False, seed=4,
+                      deterministic=True)
+    driver = tg.fingerprint().to_dict()
+    assert driver["environment"]["determinism"]["mode"] is False
+    for t in result.trials:
+        assert t.status == "finished" and t.value == min(expected_losses(t.config, t.seed))
+        assert store.get(t.run_id).fingerprint == driver
 
 
 def staged_train(config: dict[str, Any], run: Any) -> None:

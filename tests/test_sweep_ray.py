@@ -7,6 +7,8 @@ startup"): the raylet waits a fixed ~15 s for its dashboard agent to start (ray-
 lengthens it."""
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,6 +17,7 @@ import pytest
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.tune")
 
+import tinygrad_nb as tg  # noqa: E402
 from tinygrad_nb import sweep as sw  # noqa: E402
 from tinygrad_nb import track  # noqa: E402
 
@@ -34,7 +37,7 @@ def local_ray() -> Iterator[None]:
 
 def test_ray_gives_the_same_results_as_local(local_ray: None, tmp_path: Path) -> None:
     store = track.RunStore(tmp_path / "runs.db")
-    space = {**GRID12, "fail": True}
+    space = {**GRID12, "fail": True, "fingerprints": str(tmp_path)}  # each trial leaves its process's environment
     on_ray = sw.sweep(noisy_train, space, executor="ray", max_concurrent=2, store=store, live=False, seed=5)
     local = sw.sweep(noisy_train, space, executor="local", max_concurrent=2, store=store, live=False, seed=5)
     assert len(on_ray.trials) == len(local.trials) == 12
@@ -48,6 +51,14 @@ def test_ray_gives_the_same_results_as_local(local_ray: None, tmp_path: Path) ->
         assert record.status == a.status and record.config["sweep.seed"] == a.seed
         if a.config["lr"] == 0.3:  # raised in the Ray worker: recorded failed with its traceback, not retried
             assert a.status == "failed" and "ValueError: trial with lr=0.3 exploded" in a.error and a.attempts == 1
+    driver = tg.fingerprint().to_dict()
+    # each run records the environment of the process that ran it; a Ray worker's differs from this driver's (Ray
+    # sets OMP_NUM_THREADS to the trial's CPUs there: 1 BLAS thread), which the driver's own fingerprint would hide
+    for t in [*on_ray.trials, *local.trials]:
+        recorded = store.get(t.run_id).fingerprint
+        worker = json.loads((tmp_path / f"{t.run_id}.json").read_text())
+        assert worker["pid"] != os.getpid()
+        assert recorded["environment"] == worker["environment"] and recorded["code"] == driver["code"]
 
 
 def test_asha_on_ray_prunes_worse_trials(local_ray: None, tmp_path: Path) -> None:

@@ -2,8 +2,10 @@
 the store, and shows the sweep live.
 
 Each trial is one :class:`~tinygrad_nb.track.Run` made and written *here*, in the driver process: its config is the
-trial's config plus ``sweep.id``, ``sweep.trial`` and ``sweep.seed``; its fingerprint is the driver's (code and
-environment); its status is finished, pruned, failed or nan. Workers only send records back. A manifest
+trial's config plus ``sweep.id``, ``sweep.trial`` and ``sweep.seed``; its fingerprint is that of the worker process
+that ran it (its machine's CPU, BLAS, numpy, threads and deterministic mode, with the driver's code part), sent as
+the trial starts (the driver's own until then, and for good when a worker sends none); its status is finished,
+pruned, failed or nan. Workers only send records back. A manifest
 ``<store dir>/sweeps/<sweep id>.json`` (written atomically after a failed trial, at most once a second
 otherwise, and at the end) keeps what the run table has no
 column for: the search, the space, each trial's best value, attempts and the traceback of a failed trial.
@@ -170,7 +172,7 @@ class Driver:
         run = TrialRecordRun(name=name, config=run_config(config, self.result.id, trial, seed), store=self.store,
                   sinks=self.extra_sinks(), project=self.project, fingerprint=False, flush_every=10**9,
                   flush_secs=0.25)
-        run.fingerprint = self.fingerprint
+        run.fingerprint = self.fingerprint  # until the worker sends its own (on_fingerprint); kept if it sends none
         run._emit(Batch(run, "status"))  # the row again, now with the fingerprint
         self.runs[trial] = run
         t = TrialResult(trial, dict(config), seed, run.id, attempts=attempt)
@@ -185,7 +187,22 @@ class Driver:
         return TrialSpec(self.result.id, trial, dict(config), seed, run.id, name, self.result.metric, attempt,
                          self.deterministic, self.project)
 
+    @property
+    def code_fingerprint(self) -> dict[str, Any] | None:
+        """The code part of the driver's fingerprint, handed to workers for theirs: ``train_fn`` is the driver's code
+        (a Ray worker's own ``__main__`` is Ray's worker script)."""
+        return None if self.fingerprint is None else self.fingerprint.get("code")
+
     # -- what trials send -----------------------------------------------------------------------------------------
+    def on_fingerprint(self, spec: TrialSpec, fingerprint: Any) -> None:
+        """The worker that runs ``spec`` sent its process's fingerprint: it replaces the driver's on the trial's run
+        (and its row in the store, at once); an equal one changes nothing and writes nothing."""
+        run = self.runs.get(spec.trial)
+        if run is None or not isinstance(fingerprint, dict) or fingerprint == run.fingerprint:
+            return
+        run.fingerprint = fingerprint
+        run._emit(Batch(run, "status"))  # the row again, now with the worker's fingerprint
+
     def on_log(self, spec: TrialSpec, records: Iterable[tuple[int, float, dict[str, float]]]) -> None:
         run, t = self.runs[spec.trial], self.by_trial[spec.trial]
         metric, better = self.result.metric, (min if self.result.mode == "min" else max)
@@ -357,6 +374,11 @@ class _DirectChannel:
     def epoch(self, summary: dict[str, dict[str, float]], step: int) -> None:
         self.run.record_epoch(summary, step)
 
+    def fingerprint(self, fingerprint: dict[str, Any]) -> None:
+        if fingerprint != self.run.fingerprint:  # e.g. deterministic mode on: pinned BLAS threads
+            self.run.fingerprint = fingerprint
+            self.run._emit(Batch(self.run, "status"))
+
     def should_stop(self, step: int, value: float) -> bool:
         return False
 
@@ -365,7 +387,8 @@ def replay(run_id: str, train_fn: Callable[..., Any], store: RunStore | str | os
            deterministic: bool | str | None = None) -> Run:
     """Re-run one trial in this process from its run record: the same config and seed (``sweep.seed``), logged to a
     new run (config ``sweep.replay_of`` = the old id) in the same store. Under ``deterministic`` (default: the
-    sweep's setting from its manifest) the metrics match the original bit for bit. Never stopped early."""
+    sweep's setting from its manifest) the metrics match the original bit for bit. Never stopped early. The new
+    run's fingerprint is this process's, taken in the trial's deterministic mode (as a worker's is)."""
     run_store = store if isinstance(store, RunStore) else RunStore(store)
     record = run_store.get(run_id)
     if "sweep.seed" not in record.config:
@@ -379,7 +402,8 @@ def replay(run_id: str, train_fn: Callable[..., Any], store: RunStore | str | os
                                                    "sweep.replay_of": record.id},
               store=run_store, project=record.project, flush_every=10**9)
     spec = TrialSpec(sweep_id, trial, config, seed, run.id, run.name, "", 1, deterministic or False, record.project)
-    status, error = run_trial(train_fn, spec, _DirectChannel(run))
+    code = None if run.fingerprint is None else run.fingerprint.get("code")
+    status, error = run_trial(train_fn, spec, _DirectChannel(run), code)
     run.finish(status if status in ("failed", "nan") else None)
     run_store.flush()
     if error is not None:

@@ -1,6 +1,7 @@
 """The local executor: a pool of worker processes on this machine, fed by the driver through pipes.
 
-Each worker runs one trial at a time (:func:`~.worker.run_trial`) and sends back, over its pipe, every record the
+Each worker runs one trial at a time (:func:`~.worker.run_trial`) and sends back, over its pipe, its process's
+fingerprint as the trial starts (``("fingerprint", trial, dict)``, computed once per worker), every record the
 trial logs (``("log", trial, records)``), epoch ends, and for each value of the sweep's metric a question
 (``("report", trial, step, value)``) that the driver answers with True (stop: the pruner said so) or False. The
 driver waits on all pipes and process sentinels at once (``multiprocessing.connection.wait``), so a worker that dies
@@ -34,6 +35,9 @@ class _PipeChannel:
     def epoch(self, summary: dict[str, dict[str, float]], step: int) -> None:
         self.conn.send(("epoch", self.trial, summary, step))
 
+    def fingerprint(self, fingerprint: dict[str, Any]) -> None:
+        self.conn.send(("fingerprint", self.trial, fingerprint))
+
     def should_stop(self, step: int, value: float) -> bool:
         if not self.ask:
             return False
@@ -41,7 +45,7 @@ class _PipeChannel:
         return bool(self.conn.recv())
 
 
-def _worker_main(conn: Any, train_fn: Any) -> None:
+def _worker_main(conn: Any, train_fn: Any, code: dict[str, Any] | None) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the driver's to handle
     if isinstance(train_fn, bytes):
         try:
@@ -57,14 +61,14 @@ def _worker_main(conn: Any, train_fn: Any) -> None:
         if task is None:
             return
         spec, ask = task
-        status, error = run_trial(train_fn, spec, _PipeChannel(conn, spec.trial, ask))
+        status, error = run_trial(train_fn, spec, _PipeChannel(conn, spec.trial, ask), code)
         conn.send(("done", spec.trial, status, error))
 
 
 class _Worker:
-    def __init__(self, context: Any, train_fn: Any):
+    def __init__(self, context: Any, train_fn: Any, code: dict[str, Any] | None):
         self.conn, child = context.Pipe(duplex=True)
-        self.process = context.Process(target=_worker_main, args=(child, train_fn), daemon=True,
+        self.process = context.Process(target=_worker_main, args=(child, train_fn, code), daemon=True,
                                        name="tinygrad_nb-sweep-worker")
         self.process.start()
         child.close()
@@ -110,7 +114,8 @@ class LocalExecutor:
             train_fn = dumper.dumps(train_fn)
         total = driver.search.total
         size = self.max_concurrent if total is None else max(1, min(self.max_concurrent, total))
-        workers = [_Worker(context, train_fn) for _ in range(size)]
+        driver_code = driver.code_fingerprint
+        workers = [_Worker(context, train_fn, driver_code) for _ in range(size)]
         retries: deque[TrialSpec] = deque()
         exhausted = False
         try:
@@ -135,7 +140,7 @@ class LocalExecutor:
                         spec, w.spec = w.spec, None
                         code = w.process.exitcode
                         w.kill()
-                        workers[i] = _Worker(context, train_fn)
+                        workers[i] = _Worker(context, train_fn, driver_code)
                         retry = driver.on_lost(spec, f"its worker process died (exit code {code})")
                         if retry is not None:
                             retries.append(retry)
@@ -160,6 +165,8 @@ class LocalExecutor:
             kind = message[0]
             if kind == "log":
                 driver.on_log(w.spec, message[2])
+            elif kind == "fingerprint":
+                driver.on_fingerprint(w.spec, message[2])
             elif kind == "epoch":
                 driver.on_epoch(w.spec, message[2], message[3])
             elif kind == "report":

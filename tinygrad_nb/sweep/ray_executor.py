@@ -7,7 +7,10 @@ How the parts map onto Tune:
   :class:`~.worker.TrialSpec`.
 * **Records back**: in the trial, ``run.log`` buffers records; each value of the sweep's metric is sent with the
   buffered records as one ``tune.report`` (one Tune iteration), and the trial's end as a last report. A Tune
-  ``Callback`` in the driver hands them to the driver, which writes the run store; workers never write it.
+  ``Callback`` in the driver hands them to the driver, which writes the run store; workers never write it. The
+  trial's first report also carries its worker process's fingerprint (``sweep_fingerprint``, computed once per
+  worker process), which the driver records on the trial's run: the machine that ran the trial, not the driver's.
+  A trial that dies before its first report keeps the driver's.
 * **Early stopping**: Tune's schedulers, ``"asha"`` (ASHAScheduler) or ``"median"`` (MedianStoppingRule), or any
   ``TrialScheduler`` given; both count time in metric reports (``training_iteration``). A trial Tune stops ends
   without its last report: the driver records it "pruned".
@@ -37,12 +40,17 @@ class _TuneChannel:
     def __init__(self, metric: str):
         self.metric = metric
         self.events: list[Any] = []
+        self.pending_fingerprint: dict[str, Any] | None = None
 
     def log(self, records: list[tuple[int, float, dict[str, float]]]) -> None:
         self.events.append(["log", [[step, t, values] for step, t, values in records]])
 
     def epoch(self, summary: dict[str, dict[str, float]], step: int) -> None:
         self.events.append(["epoch", summary, step])
+
+    def fingerprint(self, fingerprint: dict[str, Any]) -> None:
+        # rides on the first report: a report of its own would be a Tune iteration, which ASHA counts as time
+        self.pending_fingerprint = fingerprint
 
     def should_stop(self, step: int, value: float) -> bool:
         self.report({self.metric: value, "sweep_step": step})
@@ -52,14 +60,19 @@ class _TuneChannel:
         from ray import tune  # noqa: PLC0415
 
         events, self.events = self.events, []
+        if self.pending_fingerprint is not None:
+            metrics = {**metrics, "sweep_fingerprint": self.pending_fingerprint}
+            self.pending_fingerprint = None
         tune.report({**metrics, "sweep_events": events})
 
 
-def _make_trainable(train_fn: Any) -> Any:
+def _make_trainable(train_fn: Any, code: dict[str, Any] | None) -> Any:
+    """The Tune trainable; ``code`` (the driver's fingerprint's code part) goes to the workers with it, once."""
+
     def sweep_trial(config: dict[str, Any]) -> None:
         spec = TrialSpec(**config["sweep_spec"])
         channel = _TuneChannel(spec.metric)
-        status, error = run_trial(train_fn, spec, channel)
+        status, error = run_trial(train_fn, spec, channel, code)
         channel.report({"sweep_end": status, "sweep_error": error or ""})
 
     return sweep_trial
@@ -124,6 +137,8 @@ class RayExecutor:
                 spec = specs.get(trial.trial_id)
                 if spec is None or trial.trial_id in done:
                     return
+                if result.get("sweep_fingerprint"):
+                    driver.on_fingerprint(spec, result["sweep_fingerprint"])
                 for event in result.get("sweep_events") or []:
                     if event[0] == "log":
                         driver.on_log(spec, [(int(s), float(t), v) for s, t, v in event[1]])
@@ -165,7 +180,8 @@ class RayExecutor:
             q.setLevel(logging.ERROR)
         try:
             _ship_by_value(driver.train_fn)
-            trainable = tune.with_resources(_make_trainable(driver.train_fn), self.resources)
+            trainable = tune.with_resources(_make_trainable(driver.train_fn, driver.code_fingerprint),
+                                           self.resources)
             total = driver.search.total
             tuner = tune.Tuner(
                 trainable,

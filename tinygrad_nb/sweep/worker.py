@@ -8,9 +8,17 @@ never touch an SQLite file over a network file system.
 
 When a logged record holds the sweep's metric, the channel is asked whether the trial should stop; if so ``log``
 raises :class:`TrialPruned` and the trial ends with status "pruned".
+
+Before ``train_fn`` runs, the trial sends the fingerprint of the process it runs in (:func:`trial_fingerprint`:
+this machine's CPU, BLAS, numpy, threads and deterministic mode, with the driver's code part, since ``train_fn`` is
+the driver's code) through the channel, and the driver records it on the trial's run. It is computed once per
+worker process (and code and deterministic setting), so a trial pays for it only on a fresh worker; a fingerprint
+that cannot be computed is not sent (the run keeps the driver's) and never fails the trial.
 """
 from __future__ import annotations
 
+import contextlib
+import os
 import random
 import traceback
 from collections.abc import Callable, Mapping
@@ -56,6 +64,7 @@ class Channel(Protocol):
     def log(self, records: list[tuple[int, float, dict[str, float]]]) -> None: ...
     def epoch(self, summary: dict[str, dict[str, float]], step: int) -> None: ...
     def should_stop(self, step: int, value: float) -> bool: ...
+    def fingerprint(self, fingerprint: dict[str, Any]) -> None: ...
 
 
 class _ForwardSink:
@@ -103,20 +112,60 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
 
 
-def run_trial(train_fn: Callable[[dict[str, Any], TrialRun], Any], spec: TrialSpec,
-              channel: Channel) -> tuple[str, str | None]:
+# this process's fingerprints by (driver's code, deterministic setting); a forked worker inherits its parent's
+# entries, which describe the parent, so the cache is emptied when the pid is not the one that filled it
+_fingerprints: dict[tuple[Any, str], dict[str, Any] | None] = {}
+_fingerprints_pid = os.getpid()
+
+
+def trial_fingerprint(code: Mapping[str, Any] | None, deterministic: bool | str = False) -> dict[str, Any] | None:
+    """The fingerprint of this process, as a trial records it (``Fingerprint.to_dict()``, plain data): this process's
+    environment and data, and ``code``, the code part of the driver's fingerprint (``train_fn`` is the driver's
+    code; a worker's own ``__main__`` can be Ray's worker script). Computed once per process for each ``code`` and
+    ``deterministic`` (call it inside the trial's deterministic mode: that mode pins the BLAS threads the fingerprint
+    records). None when it cannot be computed: as in ``track.Run``, a fingerprint problem never fails a trial.
+
+    The digest stays the one :func:`~tinygrad_nb.fingerprint.fingerprint` gives: the code part counts by its
+    content hash, which is the hash of the same source here and in the driver."""
+    global _fingerprints_pid
+    try:
+        if os.getpid() != _fingerprints_pid:
+            _fingerprints.clear()
+            _fingerprints_pid = os.getpid()
+        key = (None if code is None else (code.get("origin"), code.get("xxh3_128")), repr(deterministic))
+        if key not in _fingerprints:
+            _fingerprints[key] = None  # a failure is not tried again for every trial
+            from ..fingerprint import fingerprint  # noqa: PLC0415
+
+            source = None if code is None else code.get("source")
+            computed = fingerprint(code=source if source is not None else False).to_dict()
+            if code is not None:
+                computed["code"] = dict(code)
+            _fingerprints[key] = computed
+        return _fingerprints[key]
+    except Exception:  # noqa: BLE001 - as track.Run: a fingerprint problem never stops a trial
+        return None
+
+
+def run_trial(train_fn: Callable[[dict[str, Any], TrialRun], Any], spec: TrialSpec, channel: Channel,
+              code: Mapping[str, Any] | None = None) -> tuple[str, str | None]:
     """Run one trial; return ``(status, traceback text or None)``. Status: "finished", "pruned", "failed" (an
     exception; its traceback comes back) or "nan" (a FloatingPointError, as ``with Run()`` records it). A
-    ``train_fn`` that returns a dict of numbers has it logged as one more record."""
+    ``train_fn`` that returns a dict of numbers has it logged as one more record. ``code``: the code part of the
+    driver's fingerprint, recorded in the fingerprint this trial sends (None: "not recorded")."""
     seed_everything(spec.seed)
     run = TrialRun(spec, channel)
     try:
         if spec.deterministic:
             from ..determinism import deterministic  # noqa: PLC0415
 
-            with deterministic(spec.deterministic):
-                returned = train_fn(dict(spec.config), run)
+            mode: Any = deterministic(spec.deterministic)
         else:
+            mode = contextlib.nullcontext()
+        with mode:
+            fingerprint = trial_fingerprint(code, spec.deterministic)
+            if fingerprint is not None:
+                channel.fingerprint(fingerprint)
             returned = train_fn(dict(spec.config), run)
         if isinstance(returned, Mapping) and returned:
             run.log(dict(returned))
