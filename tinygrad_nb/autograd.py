@@ -14,12 +14,14 @@ Every op is a ``Function`` with two static methods working on raw arrays of the 
 
 ``Mul.apply(x, y)`` unwraps the tensors, runs ``forward`` eagerly, wraps the result and, when some input requires a
 gradient and grad mode is on, records a graph node (a :class:`Context`). User-defined ops use exactly the same
-mechanism. ``Tensor.backward`` walks the recorded nodes in reverse topological order with an explicit stack, so graphs
-of any depth work.
+mechanism. ``Tensor.backward`` runs the recorded nodes latest-recorded first (a heap keyed by each node's sequence
+number), with no recursion, so graphs of any depth work.
 """
 from __future__ import annotations
 
 import functools
+import heapq
+import itertools
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -36,8 +38,13 @@ _grad_enabled = True
 _new_object = object.__new__  # apply builds nodes and results without calling their constructors
 _ndarray = np.ndarray
 _FREED = object()  # marks a node whose saved arrays were released by a backward without retain_graph
-_DONE = object()  # _topological_order's stack marker: the node below it has all its inputs in order
-_inplace_writes = 0  # in-place writes to any tensor so far: while unchanged, no saved array can have been modified
+# One clock orders graph nodes and in-place writes: each node (``ctx.seq``) and each write (``_version[1]``) takes
+# the next tick. An op's inputs exist before it runs, so a node's number is larger than the numbers of all the nodes
+# its inputs came from: running nodes largest number first is a valid backward order without sorting the graph
+# first (PyTorch's engine uses the same sequence numbers). And a write happened after a node was recorded exactly
+# when its tick is larger than the node's.
+_next_seq: Callable[[], int] = itertools.count(1).__next__
+_last_write = 0  # tick of the latest in-place write to any tensor: no node recorded after it can be affected
 # The dispatch tables, bound once: they are mutated in place, never rebound, and this saves two attribute lookups on
 # every op call.
 _overrides = dispatch.overrides
@@ -88,18 +95,18 @@ class Context:
     ``forward`` may also store any plain value on it (``ctx.dim = dim``).
     """
 
-    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "writes_seen", "device", "xp", "__dict__")
+    __slots__ = ("fn", "parents", "needs_input_grad", "saved", "seq", "device", "xp", "__dict__")
 
     parents: tuple[Any, ...]
     needs_input_grad: list[bool]
-    writes_seen: int
+    seq: int  # tick of the clock when recorded (see _next_seq): backward runs nodes largest first
 
     def __init__(self, fn: type[Function], device: Any):
         self.fn = fn
         self.device = device
         self.xp = device.xp
         self.saved: Any = ()
-        self.writes_seen = _inplace_writes  # see note_inplace_write
+        self.seq = _next_seq()  # see note_inplace_write
         # needs_input_grad is set by Function.apply before forward, parents when it records the node
 
     def save_for_backward(self, *arrays: Any) -> None:
@@ -166,7 +173,6 @@ class Function:
         ctx.device = device
         ctx.xp = device.xp
         ctx.saved = ()
-        ctx.writes_seen = _inplace_writes
         ctx.needs_input_grad = needs  # already here, so forward can save only what the needed gradients read
         event = None
         if _observers:
@@ -186,11 +192,12 @@ class Function:
         result.data = out
         result.device = ctx.device  # the input's device; ToDevice's forward sets its target
         result.grad = None
-        result._version = args[0]._version if cls.returns_view else [0, 0]  # a view shares its input's counter
+        result._counter = args[0]._version if cls.returns_view else None  # a view shares its input's counter
         result._hooks = None
         result._retains_grad = False
         if _grad_enabled and True in needs and cls.differentiable:
             ctx.parents = args
+            ctx.seq = _next_seq()  # only a recorded node needs its tick: untracked ops skip the clock
             result.requires_grad = True
             result._ctx = ctx
         else:
@@ -282,38 +289,6 @@ def is_grad_enabled() -> bool:
 
 
 # -- backward -----------------------------------------------------------------------------------------------
-def _topological_order(roots: Sequence[Tensor]) -> list[Tensor]:
-    """Every tensor that requires grad and leads to ``roots``, each before the tensors it was computed from.
-
-    Depth-first search with an explicit stack (no recursion), so a 100,000-op chain is fine. A node is expanded the
-    first time it is popped: it goes back on the stack under a ``_DONE`` marker, with its inputs above; when the
-    marker comes back up, all its inputs are in ``order`` and it is appended. Reversing that puts every tensor
-    before its inputs. (Tensors hash by identity, so the set and the stack hold them directly.)
-    """
-    order: list[Tensor] = []
-    expanded: set[Tensor] = set()
-    stack: list[Any] = list(reversed(roots))
-    pop, push = stack.pop, stack.append
-    while stack:
-        node = pop()
-        if node is _DONE:
-            order.append(pop())
-            continue
-        if node in expanded:
-            continue
-        expanded.add(node)
-        push(node)
-        push(_DONE)
-        ctx = node._ctx
-        if ctx is not None:
-            parents = ctx.parents if ctx.writes_seen == _inplace_writes else _inputs_as_recorded(ctx)
-            for parent, need in zip(parents, ctx.needs_input_grad):
-                if need and parent not in expanded:
-                    push(parent)
-    order.reverse()
-    return order
-
-
 def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_graph: bool = False,
                  capture: Sequence[Tensor] | None = None) -> dict[int, Any]:
     """The backward engine. Accumulates into leaves' ``.grad`` unless ``capture`` is given, in which case the
@@ -329,35 +304,46 @@ def run_backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_grap
 
 def _backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_graph: bool,
               capture: Sequence[Tensor] | None) -> dict[int, Any]:
-    Tensor = _Tensor
+    """Run the graph's nodes in one pass, each once its gradient is complete.
+
+    A tensor is scheduled when it first receives a gradient: a tensor made by an op goes on a heap keyed by its
+    node's sequence number (largest first), a leaf onto a list handled after every node. A node's consumers were
+    all recorded after it, so they have larger numbers and have all run, and given their share, by the time the
+    heap hands it out. No separate pass sorts the graph, and nothing recurses: a 100,000-op chain is fine."""
     grads: dict[Tensor, Any] = {}  # pending gradient of each tensor (tensors hash by identity)
+    # heap of (-node.seq, id(tensor), tensor): the id breaks a tie (two tensors holding one node) so tensors, whose
+    # comparison is an elementwise op, are never compared
+    ready: list[tuple[int, int, Tensor]] = []
+    leaves: list[Tensor] = []  # tensors without a node, in the order they were reached
+    push, pop = heapq.heappush, heapq.heappop
     for r, g in zip(roots, root_grads):
-        grads[r] = g if r not in grads else grads[r] + g
+        if r in grads:
+            grads[r] = grads[r] + g
+            continue
+        grads[r] = g
+        if r._ctx is None:
+            leaves.append(r)
+        else:
+            push(ready, (-r._ctx.seq, id(r), r))
     captured: dict[int, Any] = {}
     capture_ids = {id(t) for t in capture} if capture is not None else None
     stored: set[int] = set()  # arrays (by base) already handed to some .grad: a second owner gets a copy
     pop_grad = grads.pop
-    for t in _topological_order(roots):
-        g = pop_grad(t, None)
-        if g is None:
-            continue
+    while ready:
+        t = pop(ready)[2]
+        g = pop_grad(t)
         if t._hooks:
-            for hook in list(t._hooks.values()):
-                replaced = hook(Tensor._wrap(g, t.device))
-                if replaced is not None:
-                    g = replaced.data if isinstance(replaced, Tensor) else replaced
-        ctx = t._ctx
+            g = _run_hooks(t, g)
         if capture_ids is not None:
             if id(t) in capture_ids:
                 captured[id(t)] = g
-        elif ctx is None or t._retains_grad:
+        elif t._retains_grad:
             _accumulate(t, g, stored)
-        if ctx is None:
-            continue
+        ctx = t._ctx
         saved = ctx.saved
         if saved is _FREED:
             raise RuntimeError(_SECOND_BACKWARD.format(op=ctx.fn.__name__))
-        unchanged = ctx.writes_seen == _inplace_writes  # nothing was written in place since forward (the rule)
+        unchanged = ctx.seq > _last_write  # nothing was written in place since forward (the rule)
         if saved and not unchanged:
             _check_versions(t, ctx)
         event = None
@@ -384,10 +370,37 @@ def _backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_graph: 
                 if pg.shape != data.shape or (pg.dtype is not data.dtype and pg.dtype != data.dtype):
                     pg = _fit_gradient(ctx, parent, pg)
                 earlier = grads.get(parent)
-                grads[parent] = pg if earlier is None else earlier + pg
+                if earlier is not None:
+                    grads[parent] = earlier + pg
+                    continue
+                grads[parent] = pg  # its first gradient: schedule it
+                parent_ctx = parent._ctx
+                if parent_ctx is None:
+                    leaves.append(parent)
+                else:
+                    push(ready, (-parent_ctx.seq, id(parent), parent))
         if not retain_graph:
             ctx.saved = _FREED
+    for t in leaves:
+        g = pop_grad(t)
+        if t._hooks:
+            g = _run_hooks(t, g)
+        if capture_ids is not None:
+            if id(t) in capture_ids:
+                captured[id(t)] = g
+        else:
+            _accumulate(t, g, stored)
     return captured
+
+
+def _run_hooks(t: Tensor, g: Any) -> Any:
+    """``t``'s gradient hooks, in registration order; a hook's non-None return value replaces the gradient."""
+    Tensor = _Tensor
+    for hook in list(t._hooks.values()):
+        replaced = hook(Tensor._wrap(g, t.device))
+        if replaced is not None:
+            g = replaced.data if isinstance(replaced, Tensor) else replaced
+    return g
 
 
 def _fit_gradient(ctx: Context, parent: Tensor, pg: Any) -> Any:
@@ -436,31 +449,31 @@ def _accumulate(t: Tensor, g: Any, stored: set[int]) -> None:
 
 
 def note_inplace_write(t: Tensor) -> int:
-    """Count an in-place write to ``t`` (``Tensor._bump_version`` calls it) and return the new count.
+    """Record an in-place write to ``t`` (``Tensor._bump_version`` calls it): returns the write's tick of the clock.
 
-    A node remembers the count it saw at forward time (``ctx.writes_seen``); while the count is unchanged, nothing
-    it saved can have been modified, so backward skips :func:`_check_versions` with one comparison. If the op that
+    A node remembers its own tick (``ctx.seq``); while it is later than the latest write's, nothing it saved can
+    have been modified, so backward skips :func:`_check_versions` with one comparison. If the op that
     produced ``t`` saved ``t``'s own array (exp, sigmoid), that node is marked here: after an in-place op ``t`` is
     the new op's output, and the old node is reached through a copy, so the check could not find it later.
     """
-    global _inplace_writes
-    _inplace_writes += 1
+    global _last_write
+    _last_write = _next_seq()
     ctx = t._ctx
     if ctx is not None and ctx.saved and ctx.saved is not _FREED and any(s is t.data for s in ctx.saved):
         ctx.output_overwritten = t._version[0]
-    return _inplace_writes
+    return _last_write
 
 
 def _inputs_as_recorded(ctx: Context) -> tuple[Any, ...]:
     """``ctx.parents``, except that a tensor written in place since ``ctx`` was recorded is replaced by its value
     back then: the copy, with the history it had, that ``Tensor._inplace`` kept (``_earlier``). Without this, the
     gradient of an op recorded before ``y.mul_(3)`` would flow through the multiply it never saw."""
-    return tuple(_as_of(p, ctx.writes_seen) for p in ctx.parents)
+    return tuple(_as_of(p, ctx.seq) for p in ctx.parents)
 
 
-def _as_of(p: Any, writes_seen: int) -> Any:
+def _as_of(p: Any, seq: int) -> Any:
     for stamp, earlier in getattr(p, "_earlier", ()):  # oldest first; non-tensors have none
-        if stamp > writes_seen:
+        if stamp > seq:  # the first write after the node was recorded: the value before it is the one it saw
             value = earlier()
             return value if value is not None else p
     return p
@@ -468,9 +481,9 @@ def _as_of(p: Any, writes_seen: int) -> Any:
 
 def _check_versions(t: Tensor, ctx: Context) -> None:
     """PyTorch's saved-tensor check: no input or output whose array ``forward`` saved may have been modified in place
-    since. A tensor's version counter is ``[writes, count at its last write]`` (see ``note_inplace_write``)."""
+    since. A tensor's version counter is ``[writes, tick of its last write]`` (see ``note_inplace_write``)."""
     for tensor in (*ctx.parents, t):
-        if isinstance(tensor, _Tensor) and tensor._version[1] > ctx.writes_seen \
+        if isinstance(tensor, _Tensor) and tensor._version[1] > ctx.seq \
                 and any(s is tensor.data for s in ctx.saved):
             _refuse(ctx, tensor.shape, tensor._version[0])
     overwritten = getattr(ctx, "output_overwritten", None)

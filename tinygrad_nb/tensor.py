@@ -70,9 +70,11 @@ def _arithmetic(op: type[Function], reverse: bool = False) -> Callable[[Tensor, 
     Two tensors of one dtype go straight to the op (the common case, and one Python call less per op);
     anything else goes through ``Tensor._binary``, which promotes dtypes and wraps scalars.
     """
+    apply = op.apply  # bound once: looking it up on every call builds a new bound method
+
     def method(self: Tensor, other: Any) -> Tensor:
         if isinstance(other, Tensor) and self.data.dtype is other.data.dtype:
-            return op.apply(other, self) if reverse else op.apply(self, other)
+            return apply(other, self) if reverse else apply(self, other)
         return self._binary(op, other, reverse)
 
     method.__name__ = method.__qualname__ = f"__{'r' if reverse else ''}{op.__name__.lower()}__"
@@ -86,7 +88,7 @@ class Tensor:
     modifications (checkpoints use it to skip unchanged tensors; autograd uses it to detect stale saved values).
     """
 
-    __slots__ = ("data", "device", "requires_grad", "grad", "_ctx", "_version", "_hooks", "_retains_grad",
+    __slots__ = ("data", "device", "requires_grad", "grad", "_ctx", "_counter", "_hooks", "_retains_grad",
                  "__weakref__", "__dict__")
     __array_priority__ = 1000  # numpy_array * tensor calls Tensor.__rmul__, not numpy's elementwise loop
 
@@ -103,7 +105,7 @@ class Tensor:
         self.requires_grad = False
         self.grad: Tensor | None = None
         self._ctx: Context | None = None
-        self._version = [0, 0]  # [in-place writes, autograd's write count at the last one]: see _bump_version
+        self._counter: list[int] | None = None  # the version counter, made on first use: see _version
         self._hooks: dict[int, Callable[[Tensor], Tensor | None]] | None = None
         self._retains_grad = False
         if requires_grad:
@@ -121,7 +123,7 @@ class Tensor:
         t.requires_grad = False
         t.grad = None
         t._ctx = None
-        t._version = [0, 0]
+        t._counter = None
         t._hooks = None
         t._retains_grad = False
         return t
@@ -160,9 +162,23 @@ class Tensor:
         """How many in-place writes this tensor's memory has had (shared with its views)."""
         return self._version[0]
 
+    @property
+    def _version(self) -> list[int]:
+        """The version counter, ``[in-place writes, autograd's clock tick at the last one]`` (see _bump_version),
+        one list shared by a tensor and its views. Made on first use: most op results are never written or viewed,
+        and not allocating a list per op is a measurable part of an op's cost."""
+        counter = self._counter
+        if counter is None:
+            counter = self._counter = [0, 0]
+        return counter
+
+    @_version.setter
+    def _version(self, counter: list[int]) -> None:
+        self._counter = counter
+
     def _bump_version(self) -> None:
         """Count an in-place write to this tensor's memory (the counter is shared with its views) and stamp it with
-        autograd's global write count, which backward's saved-tensor check compares against."""
+        autograd's clock (``note_inplace_write``), which backward's saved-tensor check compares against."""
         self._version[0] += 1
         self._version[1] = autograd.note_inplace_write(self)
 
