@@ -139,7 +139,8 @@ def logaddexp(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002
 
 def logaddexp2(input: Tensor, other: Tensor) -> Tensor:  # noqa: A002
     """log2(2^input + 2^other)."""
-    return logaddexp(_floating(input) * math.log(2), _floating(_as_tensor(other, input)) * math.log(2)) / math.log(2)
+    ln2 = 0.6931471805599453  # a literal, not math.log(2): portable mode takes no constant from the platform's libm
+    return logaddexp(_floating(input) * ln2, _floating(_as_tensor(other, input)) * ln2) / ln2
 
 
 def lerp(input: Tensor, end: Tensor, weight: Tensor | float) -> Tensor:  # noqa: A002

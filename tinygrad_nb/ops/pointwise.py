@@ -13,8 +13,10 @@ Binary rows (broadcasting, undone by the engine):
     Remainder     da = g,  db = -g floor(a / b)    (Python's %: the result takes b's sign)
     Fmod          da = g,  db = -g trunc(a / b)    (C's fmod: the result takes a's sign)
 
-These run on the device's array module; deterministic("portable") does not cover them (it covers exp, log, tanh,
-sigmoid, pow and cos, the ops of the models it was built for).
+Forward and derivative formulas call their transcendentals on ``m``: the device's array module, or under
+``deterministic("portable")`` :mod:`tinygrad_nb.portable`, whose float64 kernels (IEEE + - * / sqrt and exact ops
+only; numpy's names: ``m.arcsin``, ``m.expm1``, ``m.logaddexp``...) give the same bits on every CPU and SIMD level.
+Remainder and Fmod are exact on any machine and stay on the array module.
 """
 from __future__ import annotations
 
@@ -22,9 +24,13 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
+
+from .. import determinism, portable
 from ..autograd import Context, Function
 
-_LN2, _LN10, _TWO_OVER_SQRT_PI = math.log(2.0), math.log(10.0), 2.0 / math.sqrt(math.pi)
+# ln 2 and ln 10 as float64 literals (not libm's math.log, whose last bit portable mode would have to trust)
+_LN2, _LN10, _TWO_OVER_SQRT_PI = 0.6931471805599453, 2.302585092994046, 2.0 / math.sqrt(math.pi)
 
 
 def erf(xp: Any, a: Any) -> Any:
@@ -32,8 +38,11 @@ def erf(xp: Any, a: Any) -> Any:
     depend on what else is installed). 16- and 32-bit floats: in float32, the Chebyshev fit of
     ``elementwise.erfc_abs`` (1.2e-7 absolute error) and, for |a| < 0.5 where that is not small relative to erf
     itself, the Maclaurin series 2/sqrt(pi) sum_n (-1)^n a^(2n+1) / (n! (2n+1)) to a^17; rounded once to the dtype.
-    float64: ``math.erf`` element by element on numpy (exact, slow), the float32 path on cupy."""
+    float64: ``math.erf`` element by element on numpy (exact, slow), the float32 path on cupy. ``xp`` is
+    :mod:`tinygrad_nb.portable` in portable mode: its float64 kernel, rounded once."""
     from .elementwise import erfc_abs  # noqa: PLC0415 - a cycle at import time otherwise
+    if xp is portable:
+        return portable.erf(a)
     if a.dtype.itemsize > 4 and xp.__name__ == "numpy":
         return xp.asarray(xp.frompyfunc(math.erf, 1, 1)(a), dtype=a.dtype)
     x = a.astype(xp.float32)
@@ -55,8 +64,10 @@ def erf(xp: Any, a: Any) -> Any:
 def erfc(xp: Any, a: Any) -> Any:
     """erfc(a) = 1 - erf(a) without the cancellation of computing it so: erfc(|a|) from the Chebyshev fit (1.2e-7
     relative), and 2 - erfc(|a|) for a < 0; in float32, rounded once to the dtype (float64 input: math.erfc on
-    numpy)."""
+    numpy; the portable kernel in portable mode)."""
     from .elementwise import erfc_abs  # noqa: PLC0415 - a cycle at import time otherwise
+    if xp is portable:
+        return portable.erfc(a)
     if a.dtype.itemsize > 4 and xp.__name__ == "numpy":
         return xp.asarray(xp.frompyfunc(math.erfc, 1, 1)(a), dtype=a.dtype)
     x = a.astype(xp.float32)
@@ -71,13 +82,15 @@ def erfc(xp: Any, a: Any) -> Any:
 _ERF_SERIES = tuple(2.0 / math.sqrt(math.pi) * (-1) ** n / (math.factorial(n) * (2 * n + 1)) for n in range(9))
 
 
-def erfinv(xp: Any, a: Any) -> Any:
+def erfinv(m: Any, a: Any) -> Any:
     """Inverse of erf on (-1, 1): Giles' single-precision approximation refined by two Newton steps on :func:`erf`
-    (each step squares the relative error); 16-bit inputs are computed in float32 and rounded once."""
+    (each step squares the relative error); 16-bit inputs are computed in float32 and rounded once. ``m`` gives
+    log, exp and erf (the portable kernels in portable mode); the rest is IEEE arithmetic."""
+    xp = np if m is portable else m
     dtype = a.dtype
     if dtype.itemsize < 4:
         a = a.astype(xp.float32)
-    w = -xp.log((1.0 - a) * (1.0 + a))
+    w = -m.log((1.0 - a) * (1.0 + a))
     small = w < 5.0
     ws, wl = w - 2.5, xp.sqrt(w) - 3.0
     ps = 2.81022636e-08
@@ -90,59 +103,66 @@ def erfinv(xp: Any, a: Any) -> Any:
         pl = c + pl * wl
     x = xp.where(small, ps, pl) * a
     for _ in range(2):
-        x = x - (erf(xp, x) - a) / (_TWO_OVER_SQRT_PI * xp.exp(-x * x))
+        x = x - (erf(m, x) - a) / (_TWO_OVER_SQRT_PI * m.exp(-x * x))
     return xp.where(xp.abs(a) == 1, a * xp.inf, x).astype(dtype, copy=False)
+
+
+def _math(ctx: Context) -> Any:
+    """Where the transcendentals come from: the device's array module, or :mod:`tinygrad_nb.portable` in portable
+    mode (one flag check when it is off)."""
+    return portable if determinism.portable_mode else ctx.xp
 
 
 def _unary(name: str, forward: Callable[[Any, Any], Any], derivative: Callable[[Any, Any, Any], Any]
            ) -> type[Function]:
-    """A Function computing ``forward(xp, a)`` with gradient ``g * derivative(xp, a, out)``."""
+    """A Function computing ``forward(m, a)`` with gradient ``g * derivative(m, a, out)``, m from :func:`_math`."""
     def fwd(ctx: Context, a: Any) -> Any:
-        out = forward(ctx.xp, a)
+        out = forward(_math(ctx), a)
         ctx.save_for_backward(a, out)
         return out
 
     def bwd(ctx: Context, g: Any) -> Any:
         a, out = ctx.saved_tensors
-        return g * derivative(ctx.xp, a, out)
+        return g * derivative(_math(ctx), a, out)
 
     return type(name, (Function,), {"forward": staticmethod(fwd), "backward": staticmethod(bwd),
                                     "__doc__": f"Elementwise {name.lower()}; see this module's derivative table.",
                                     "__module__": __name__})
 
 
-Sin = _unary("Sin", lambda xp, a: xp.sin(a), lambda xp, a, out: xp.cos(a))
-Cos = _unary("Cos", lambda xp, a: xp.cos(a), lambda xp, a, out: -xp.sin(a))
-Tan = _unary("Tan", lambda xp, a: xp.tan(a), lambda xp, a, out: 1 + out * out)
-Asin = _unary("Asin", lambda xp, a: xp.arcsin(a), lambda xp, a, out: 1 / xp.sqrt(1 - a * a))
-Acos = _unary("Acos", lambda xp, a: xp.arccos(a), lambda xp, a, out: -1 / xp.sqrt(1 - a * a))
-Atan = _unary("Atan", lambda xp, a: xp.arctan(a), lambda xp, a, out: 1 / (1 + a * a))
-Sinh = _unary("Sinh", lambda xp, a: xp.sinh(a), lambda xp, a, out: xp.cosh(a))
-Cosh = _unary("Cosh", lambda xp, a: xp.cosh(a), lambda xp, a, out: xp.sinh(a))
-Asinh = _unary("Asinh", lambda xp, a: xp.arcsinh(a), lambda xp, a, out: 1 / xp.sqrt(a * a + 1))
-Acosh = _unary("Acosh", lambda xp, a: xp.arccosh(a), lambda xp, a, out: 1 / xp.sqrt(a * a - 1))
-Atanh = _unary("Atanh", lambda xp, a: xp.arctanh(a), lambda xp, a, out: 1 / (1 - a * a))
-Log1p = _unary("Log1p", lambda xp, a: xp.log1p(a), lambda xp, a, out: 1 / (1 + a))
-Expm1 = _unary("Expm1", lambda xp, a: xp.expm1(a), lambda xp, a, out: out + 1)
-Log2 = _unary("Log2", lambda xp, a: xp.log2(a), lambda xp, a, out: 1 / (a * _LN2))
-Log10 = _unary("Log10", lambda xp, a: xp.log10(a), lambda xp, a, out: 1 / (a * _LN10))
-Exp2 = _unary("Exp2", lambda xp, a: xp.exp2(a), lambda xp, a, out: out * _LN2)
-Erf = _unary("Erf", erf, lambda xp, a, out: _TWO_OVER_SQRT_PI * xp.exp(-a * a))
-Erfc = _unary("Erfc", erfc, lambda xp, a, out: -_TWO_OVER_SQRT_PI * xp.exp(-a * a))
-Erfinv = _unary("Erfinv", erfinv, lambda xp, a, out: xp.exp(out * out) / _TWO_OVER_SQRT_PI)
-Softplus = _unary("Softplus", lambda xp, a: xp.logaddexp(a.dtype.type(0), a), lambda xp, a, out: -xp.expm1(-out))
+Sin = _unary("Sin", lambda m, a: m.sin(a), lambda m, a, out: m.cos(a))
+Cos = _unary("Cos", lambda m, a: m.cos(a), lambda m, a, out: -m.sin(a))
+Tan = _unary("Tan", lambda m, a: m.tan(a), lambda m, a, out: 1 + out * out)
+Asin = _unary("Asin", lambda m, a: m.arcsin(a), lambda m, a, out: 1 / m.sqrt(1 - a * a))
+Acos = _unary("Acos", lambda m, a: m.arccos(a), lambda m, a, out: -1 / m.sqrt(1 - a * a))
+Atan = _unary("Atan", lambda m, a: m.arctan(a), lambda m, a, out: 1 / (1 + a * a))
+Sinh = _unary("Sinh", lambda m, a: m.sinh(a), lambda m, a, out: m.cosh(a))
+Cosh = _unary("Cosh", lambda m, a: m.cosh(a), lambda m, a, out: m.sinh(a))
+Asinh = _unary("Asinh", lambda m, a: m.arcsinh(a), lambda m, a, out: 1 / m.sqrt(a * a + 1))
+Acosh = _unary("Acosh", lambda m, a: m.arccosh(a), lambda m, a, out: 1 / m.sqrt(a * a - 1))
+Atanh = _unary("Atanh", lambda m, a: m.arctanh(a), lambda m, a, out: 1 / (1 - a * a))
+Log1p = _unary("Log1p", lambda m, a: m.log1p(a), lambda m, a, out: 1 / (1 + a))
+Expm1 = _unary("Expm1", lambda m, a: m.expm1(a), lambda m, a, out: out + 1)
+Log2 = _unary("Log2", lambda m, a: m.log2(a), lambda m, a, out: 1 / (a * _LN2))
+Log10 = _unary("Log10", lambda m, a: m.log10(a), lambda m, a, out: 1 / (a * _LN10))
+Exp2 = _unary("Exp2", lambda m, a: m.exp2(a), lambda m, a, out: out * _LN2)
+Erf = _unary("Erf", erf, lambda m, a, out: _TWO_OVER_SQRT_PI * m.exp(-a * a))
+Erfc = _unary("Erfc", erfc, lambda m, a, out: -_TWO_OVER_SQRT_PI * m.exp(-a * a))
+Erfinv = _unary("Erfinv", erfinv, lambda m, a, out: m.exp(out * out) / _TWO_OVER_SQRT_PI)
+Softplus = _unary("Softplus", lambda m, a: m.logaddexp(a.dtype.type(0), a), lambda m, a, out: -m.expm1(-out))
 
 
 def _binary(name: str, forward: str, backward: Callable[[Any, Any, Any, Any], tuple[Any, Any]],
-            integer_name: str = "") -> type[Function]:
-    """A broadcasting Function computing ``xp.<forward>(a, b)``; ``backward(xp, a, b, g)`` gives (da, db). With
+            integer_name: str = "", transcendental: bool = False) -> type[Function]:
+    """A broadcasting Function computing ``xp.<forward>(a, b)`` (``m.<forward>`` when ``transcendental``: the
+    portable kernel in portable mode); ``backward(xp, a, b, g)`` gives (da, db), IEEE arithmetic only. With
     ``integer_name``, integer division by zero raises PyTorch's RuntimeError (numpy would return 0 silently)."""
     def fwd(ctx: Context, a: Any, b: Any) -> Any:
         xp = ctx.xp
         if integer_name and a.dtype.kind in "iu" and bool((xp.asarray(b) == 0).any()):
             raise RuntimeError(f"ZeroDivisionError: integer {integer_name} by zero")
         ctx.save_for_backward(a, b)
-        return getattr(xp, forward)(a, b)
+        return getattr(_math(ctx) if transcendental else xp, forward)(a, b)
 
     def bwd(ctx: Context, g: Any) -> tuple[Any, Any]:
         a, b = ctx.saved_tensors
@@ -154,7 +174,8 @@ def _binary(name: str, forward: str, backward: Callable[[Any, Any, Any, Any], tu
                                     "__module__": __name__})
 
 
-Atan2 = _binary("Atan2", "arctan2", lambda xp, y, x, g: (g * x / (x * x + y * y), -g * y / (x * x + y * y)))
+Atan2 = _binary("Atan2", "arctan2", lambda xp, y, x, g: (g * x / (x * x + y * y), -g * y / (x * x + y * y)),
+                transcendental=True)
 Remainder = _binary("Remainder", "remainder", lambda xp, a, b, g: (g, -g * xp.floor(a / b)), "remainder")
 Fmod = _binary("Fmod", "fmod", lambda xp, a, b, g: (g, -g * xp.trunc(a / b)), "fmod")
 
