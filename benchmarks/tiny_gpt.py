@@ -16,9 +16,9 @@ the OS, every step faults its activations in again (~9,000 faults, a third of th
 glibc's thresholds at import: see ``tinygrad_nb/ops/__init__.py``; ~200 a step since).
 
 Measured (2-core machine, quiet, 1 thread, defaults), five runs each:
-- before the LayerNorm primitive, row sums by matrix-vector products and GELU's erfc form: 1.21-1.46x (median 1.29x
-  over seven runs; 1.34-1.48x on the loaded machine of the session before);
-- after: 1.30x, 1.20x, 1.22x, 1.19x, 1.17x (median 1.20x; 40.6-47.7 ms against PyTorch's 31.2-40.8 ms).
+- with the LayerNorm primitive and GELU's erfc form, before row sums by matrix-vector products: 1.21-1.46x (median
+  1.29x over seven runs); before all three, 1.34-1.48x (loaded machine, the session before);
+- with all three: 1.30x, 1.20x, 1.22x, 1.19x, 1.17x (median 1.20x; 40.6-47.7 ms against PyTorch's 31.2-40.8 ms).
 The page faults come out bimodal between runs (~180 or ~8,000 a step, PyTorch's 6 or ~140 alongside): the
 machine's memory state at start, the same for both.
 """
