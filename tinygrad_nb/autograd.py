@@ -381,7 +381,7 @@ def _backward(roots: Sequence[Tensor], root_grads: Sequence[Any], retain_graph: 
                     push(ready, (-parent_ctx.seq, id(parent), parent))
         if not retain_graph:
             ctx.saved = _FREED
-    for t in leaves:
+    for t in leaves:  # the first steps of the loop above, for tensors without a node (kept inline there: the hot path)
         g = pop_grad(t)
         if t._hooks:
             g = _run_hooks(t, g)
