@@ -33,6 +33,19 @@ from ..autograd import Context, Function
 _LN2, _LN10, _TWO_OVER_SQRT_PI = 0.6931471805599453, 2.302585092994046, 2.0 / math.sqrt(math.pi)
 
 
+def _erf_family(xp: Any, a: Any, portable_kernel: Any, exact: Any, float32_kernel: Any) -> Any:
+    """The frame erf and erfc share: ``portable_kernel`` in portable mode (``xp`` is :mod:`tinygrad_nb.portable`);
+    on numpy's float64 ``exact`` (``math``'s) element by element (exact, slow); otherwise ``float32_kernel`` on a
+    float32, at least 1-d copy (in-place steps need an array, not a 0-d scalar), rounded once to ``a``'s dtype."""
+    if xp is portable:
+        return portable_kernel(a)
+    if a.dtype.itemsize > 4 and xp.__name__ == "numpy":
+        return xp.asarray(xp.frompyfunc(exact, 1, 1)(a), dtype=a.dtype)
+    x = a.astype(xp.float32)
+    out = float32_kernel(x.reshape(1) if x.ndim == 0 else x)
+    return out.reshape(a.shape).astype(a.dtype, copy=False)
+
+
 def erf(xp: Any, a: Any) -> Any:
     """erf to the dtype's precision, from this library's own kernels (never an optional package, so the bits do not
     depend on what else is installed). 16- and 32-bit floats: in float32, the Chebyshev fit of
@@ -41,24 +54,20 @@ def erf(xp: Any, a: Any) -> Any:
     float64: ``math.erf`` element by element on numpy (exact, slow), the float32 path on cupy. ``xp`` is
     :mod:`tinygrad_nb.portable` in portable mode: its float64 kernel, rounded once."""
     from .elementwise import erfc_abs  # noqa: PLC0415 - a cycle at import time otherwise
-    if xp is portable:
-        return portable.erf(a)
-    if a.dtype.itemsize > 4 and xp.__name__ == "numpy":
-        return xp.asarray(xp.frompyfunc(math.erf, 1, 1)(a), dtype=a.dtype)
-    x = a.astype(xp.float32)
-    if x.ndim == 0:
-        x = x.reshape(1)
-    square = x * x
-    series = xp.full_like(x, _ERF_SERIES[-1])
-    for coefficient in _ERF_SERIES[-2::-1]:
-        series *= square
-        series += coefficient
-    series *= x
-    out = erfc_abs(xp, x)
-    xp.subtract(1.0, out, out=out)
-    xp.copysign(out, x, out=out)
-    out = xp.where(xp.abs(x) < 0.5, series, out)
-    return out.reshape(a.shape).astype(a.dtype, copy=False)
+
+    def in_float32(x: Any) -> Any:
+        square = x * x
+        series = xp.full_like(x, _ERF_SERIES[-1])
+        for coefficient in _ERF_SERIES[-2::-1]:
+            series *= square
+            series += coefficient
+        series *= x
+        out = erfc_abs(xp, x)
+        xp.subtract(1.0, out, out=out)
+        xp.copysign(out, x, out=out)
+        return xp.where(xp.abs(x) < 0.5, series, out)
+
+    return _erf_family(xp, a, portable.erf, math.erf, in_float32)
 
 
 def erfc(xp: Any, a: Any) -> Any:
@@ -66,16 +75,12 @@ def erfc(xp: Any, a: Any) -> Any:
     relative), and 2 - erfc(|a|) for a < 0; in float32, rounded once to the dtype (float64 input: math.erfc on
     numpy; the portable kernel in portable mode)."""
     from .elementwise import erfc_abs  # noqa: PLC0415 - a cycle at import time otherwise
-    if xp is portable:
-        return portable.erfc(a)
-    if a.dtype.itemsize > 4 and xp.__name__ == "numpy":
-        return xp.asarray(xp.frompyfunc(math.erfc, 1, 1)(a), dtype=a.dtype)
-    x = a.astype(xp.float32)
-    if x.ndim == 0:
-        x = x.reshape(1)
-    out = erfc_abs(xp, x)
-    out = xp.where(x < 0, 2.0 - out, out)
-    return out.reshape(a.shape).astype(a.dtype, copy=False)
+
+    def in_float32(x: Any) -> Any:
+        out = erfc_abs(xp, x)
+        return xp.where(x < 0, 2.0 - out, out)
+
+    return _erf_family(xp, a, portable.erfc, math.erfc, in_float32)
 
 
 # 2/sqrt(pi) (-1)^n / (n! (2n+1)), n = 0..8: erf's Maclaurin series (float32-exact below |a| = 0.5)
