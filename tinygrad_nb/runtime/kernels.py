@@ -1136,6 +1136,13 @@ class Conv(_Window):
         pads = self.parts(x, w)[3]
         return _interior(scratch[1], pads, x.shape)
 
+    def input_target_buffer(self, inputs: list[Any], scratch: list[np.ndarray]) -> np.ndarray | None:
+        """The whole padded input that :meth:`input_target` is the interior of, flat: everything outside the
+        interior is the zero padding (+0), which nothing but the persistent fill writes."""
+        if self.input_target(inputs, scratch) is None or not scratch[1].flags.c_contiguous or self.fill != 0:
+            return None
+        return scratch[1].reshape(-1)
+
     def persistent_init(self, index: int, buffer: np.ndarray) -> Step:
         if index == 0 and buffer.ndim == 2:  # the batch-1 path's columns: zeros (the padding), the bias row of ones
             def init() -> None:
