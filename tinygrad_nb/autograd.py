@@ -98,7 +98,7 @@ class Context:
     __slots__ = ("fn", "parents", "needs_input_grad", "saved", "seq", "device", "xp", "__dict__")
 
     parents: tuple[Any, ...]
-    needs_input_grad: list[bool]
+    needs_input_grad: tuple[bool, ...]  # PyTorch's name and type: one flag per forward argument
     seq: int  # tick of the clock when recorded (see _next_seq): backward runs nodes largest first
 
     def __init__(self, fn: type[Function], device: Any):
@@ -146,8 +146,8 @@ class Function:
     def apply(cls, *args: Any, **kwargs: Any) -> Tensor:
         """Run ``forward`` on the arguments' arrays now; record a graph node when a gradient will be needed.
 
-        This is every op's hot path, so it is written for speed: one pass over the arguments, the node and the
-        result built without calling constructors (``Context.__init__`` and ``Tensor._wrap`` inlined)."""
+        This half unwraps the arguments (tensors to arrays, one device for all, which need gradients) in one pass;
+        :func:`run_op` does the rest."""
         if _autocast:  # inside tg.autocast: cast the arguments by the policy table (tinygrad_nb.amp)
             args = _autocast[0](cls, args)
         Tensor = _Tensor
@@ -167,47 +167,60 @@ class Function:
                 arrays.append(a)
         if device is None:
             raise TypeError(f"{cls.__name__}: expected at least one Tensor argument")
-        impl = _overrides.get((cls, device.type), cls) if _overrides else cls
-        ctx = _new_object(Context)  # Context(impl, device), inlined
-        ctx.fn = impl
-        ctx.device = device
-        ctx.xp = device.xp
-        ctx.saved = ()
-        ctx.needs_input_grad = needs  # already here, so forward can save only what the needed gradients read
-        event = None
-        if _observers:
-            event = OpEvent("forward", cls.__name__, device, args, ctx=ctx, kwargs=kwargs)
-            for obs in _observers:
-                obs.op_begin(event)
-        quiet = _silence_numpy(_QUIET)  # inf and NaN come out silently, as in PyTorch (see above)
-        try:
-            out = impl.forward(ctx, *arrays, **kwargs) if kwargs else impl.forward(ctx, *arrays)
-        except (ValueError, IndexError, TypeError) as e:
-            raise _explain(cls, args, e) from e
-        finally:
-            _restore_numpy(quiet)
-        result = _new_object(Tensor)  # Tensor._wrap(out, device), inlined
-        if type(out) is not _ndarray and ctx.xp is np:
-            out = np.asarray(out)  # numpy reductions return scalars; tensors always hold arrays
-        result.data = out
-        result.device = ctx.device  # the input's device; ToDevice's forward sets its target
-        result.grad = None
-        result._counter = args[0]._version if cls.returns_view else None  # a view shares its input's counter
-        result._hooks = None
-        result._retains_grad = False
-        if _grad_enabled and True in needs and cls.differentiable:
-            ctx.parents = args
-            ctx.seq = _next_seq()  # only a recorded node needs its tick: untracked ops skip the clock
-            result.requires_grad = True
-            result._ctx = ctx
-        else:
-            result.requires_grad = False
-            result._ctx = None
-        if event is not None:
-            event.output = result
-            for obs in _observers:
-                obs.op_end(event)
-        return result
+        return run_op(cls, args, arrays, tuple(needs), device, kwargs)
+
+
+def run_op(cls: type[Function], args: tuple[Any, ...], arrays: Sequence[Any], needs: tuple[bool, ...],
+           device: Any, kwargs: dict[str, Any] | None) -> Tensor:
+    """The second half of :meth:`Function.apply`, once the arguments are unwrapped: pick the implementation (a
+    device override or the op itself), tell the observers, run ``forward`` with numpy's warnings off, wrap the
+    result and record the graph node. ``Tensor``'s arithmetic operators call it directly for two tensors of one
+    dtype on one device (the common case), skipping apply's loop over the arguments.
+
+    This is every op's hot path, so it is written for speed: the node and the result are built without calling
+    constructors (``Context.__init__`` and ``Tensor._wrap`` inlined), and each seam that is off (overrides,
+    observers) costs one truthiness check."""
+    impl = _overrides.get((cls, device.type), cls) if _overrides else cls
+    ctx = _new_object(Context)  # Context(impl, device), inlined
+    ctx.fn = impl
+    ctx.device = device
+    ctx.xp = device.xp
+    ctx.saved = ()
+    ctx.needs_input_grad = needs  # already here, so forward can save only what the needed gradients read
+    event = None
+    if _observers:
+        event = OpEvent("forward", cls.__name__, device, args, ctx=ctx, kwargs=kwargs or {})
+        for obs in _observers:
+            obs.op_begin(event)
+    quiet = _silence_numpy(_QUIET)  # inf and NaN come out silently, as in PyTorch (see above)
+    try:
+        out = impl.forward(ctx, *arrays, **kwargs) if kwargs else impl.forward(ctx, *arrays)
+    except (ValueError, IndexError, TypeError) as e:
+        raise _explain(cls, args, e) from e
+    finally:
+        _restore_numpy(quiet)
+    result = _new_object(_Tensor)  # Tensor._wrap(out, device), inlined
+    if type(out) is not _ndarray and ctx.xp is np:
+        out = np.asarray(out)  # numpy reductions return scalars; tensors always hold arrays
+    result.data = out
+    result.device = ctx.device  # the input's device; ToDevice's forward sets its target
+    result.grad = None
+    result._counter = args[0]._version if cls.returns_view else None  # a view shares its input's counter
+    result._hooks = None
+    result._retains_grad = False
+    if _grad_enabled and True in needs and cls.differentiable:
+        ctx.parents = args
+        ctx.seq = _next_seq()  # only a recorded node needs its tick: untracked ops skip the clock
+        result.requires_grad = True
+        result._ctx = ctx
+    else:
+        result.requires_grad = False
+        result._ctx = None
+    if event is not None:
+        event.output = result
+        for obs in _observers:
+            obs.op_end(event)
+    return result
 
 
 def _device_mismatch(cls: type, args: Sequence[Any]) -> Exception:

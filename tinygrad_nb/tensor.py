@@ -20,6 +20,7 @@ from . import inplace
 from .autograd import ArgumentError, Context, Function, ShapeError
 from .device import Device, DeviceError, array_device, transfer
 from .dispatch import Handle
+from .dispatch import autocast_hooks as _autocast  # mutated in place, never rebound
 from .ops.movement import is_basic_index
 from .ops.reduce import drop_axes
 from .random import default_generator
@@ -67,14 +68,18 @@ _new_object = object.__new__
 def _arithmetic(op: type[Function], reverse: bool = False) -> Callable[[Tensor, Any], Tensor]:
     """``Tensor.__add__`` and friends: ``op`` on (self, other), or on (other, self) when ``reverse``.
 
-    Two tensors of one dtype go straight to the op (the common case, and one Python call less per op);
-    anything else goes through ``Tensor._binary``, which promotes dtypes and wraps scalars.
+    Two tensors of one dtype on one device (the common case) go straight to :func:`autograd.run_op`: they need
+    neither promotion nor ``apply``'s loop over the arguments. Inside ``tg.autocast`` they go through ``apply``,
+    which casts them; anything else goes through ``Tensor._binary``, which promotes dtypes and wraps scalars.
     """
-    apply = op.apply  # bound once: looking it up on every call builds a new bound method
+    run_op = autograd.run_op
 
     def method(self: Tensor, other: Any) -> Tensor:
         if isinstance(other, Tensor) and self.data.dtype is other.data.dtype:
-            return apply(other, self) if reverse else apply(self, other)
+            a, b = (other, self) if reverse else (self, other)
+            if a.device is b.device and not _autocast:
+                return run_op(op, (a, b), (a.data, b.data), (a.requires_grad, b.requires_grad), a.device, None)
+            return op.apply(a, b)
         return self._binary(op, other, reverse)
 
     method.__name__ = method.__qualname__ = f"__{'r' if reverse else ''}{op.__name__.lower()}__"
