@@ -1,9 +1,15 @@
 """Serving under load: ``tinygrad-nb serve`` without batching (the baseline), with opportunistic batching (on the
-event loop, the default; in a thread of its own; with ``--split-batches``) and with a fixed 2 ms wait, for a small MLP
-and a wider one (784-1024-1024-10), at 1 and 32 concurrent clients; then, for the wider model, each runner's
-saturation rate followed at once by an open-loop load at 80% of it, against the latency budget; RSS before and after.
+event loop, the default; in a thread of its own, ``--batch-thread``; with ``--split-batches``) and with a fixed
+2 ms wait, for a small MLP and a wider one (784-1024-1024-10), at 1 and 32 concurrent clients; then, for the wider
+model, each runner's saturation rate followed at once by an open-loop load at 80% of it, against the latency budget;
+RSS before and after.
 
     python benchmarks/serve_load.py [--seconds 1.5] [--rounds 3] [--budget-ms 50] [--compare-src DIR]
+        [--models small,wide] [--modes "opportunistic,opport. thread"] [--no-open-loop | --open-loop-only]
+        [--connections 64]
+
+Besides latency and throughput each row gives where a request's CPU goes: the server process's CPU per request, its
+model calls' time per request, the load generator's own CPU per request, and the mean batch; per-round ratios follow.
 
 Each server is a separate process (``python -m tinygrad_nb.cli serve``, BLAS on one thread, binary .npy bodies of one
 sample). The load generator is raw asyncio streams (on uvloop when installed) on loopback with keep-alive
@@ -18,8 +24,10 @@ CPU per request is what one dedicated core would sustain (``cpu vs none`` > 1: c
 The 80% test, per runner and round: a closed loop of 32 clients on a fresh server with the budget on measures the
 saturation rate (200s per second), then Poisson arrivals at 80% of it for ``2 x seconds``; latency counts from each
 request's scheduled send time (so time waiting for a free connection in the generator counts too). Also printed: the
-server's own p99 (from its latency histogram: arrival to answer, bucket bounds) and the generator's lag (how late it
-sent, p99): an end-to-end p99 far above the server's says the time went outside the server (a starved CPU).
+server's own p99 (from its latency histogram: arrival to answer, bucket bounds), the generator's lag (how late its
+task for a request started, p99) and "unsent p99" (scheduled time to the moment a free connection let it send: a
+request waiting there is queued in the generator, where no admission control of the server can see it): an
+end-to-end p99 far above the server's says the time went outside the server.
 
 Targets (issue 14): idle overhead of batching <= 0.05 ms; >= 1.5x throughput from batching on the wider model at 32
 clients; p99 within the budget at 80% of the saturation rate; flat RSS.
@@ -146,12 +154,14 @@ async def open_loop(port: int, request: bytes, rate: float, seconds: float, conn
         pool.put_nowait(await asyncio.open_connection("127.0.0.1", port))
     latencies: list[float] = []
     lags: list[float] = []
+    waits: list[float] = []
     statuses: dict[int, int] = {}
     rng = random.Random(0)
 
     async def one(scheduled: float) -> None:
         lags.append(time.perf_counter() - scheduled)
         reader, writer = await pool.get()
+        waits.append(time.perf_counter() - scheduled)  # sent only now: queued in the generator until here
         try:
             status = await exchange(reader, writer, request)
         finally:
@@ -174,8 +184,10 @@ async def open_loop(port: int, request: bytes, rate: float, seconds: float, conn
         writer.close()
     latencies.sort()
     lags.sort()
+    waits.sort()
     return {"p50": latencies[len(latencies) // 2], "p99": latencies[int(0.99 * (len(latencies) - 1))],
-            "sent": len(tasks), "statuses": statuses, "lag99": lags[int(0.99 * (len(lags) - 1))]}
+            "sent": len(tasks), "statuses": statuses, "lag99": lags[int(0.99 * (len(lags) - 1))],
+            "wait99": waits[int(0.99 * (len(waits) - 1))]}
 
 
 def metrics(url: str) -> dict[str, dict[str, float]]:
@@ -201,68 +213,109 @@ def main() -> None:
     parser.add_argument("--budget-ms", type=float, default=50.0)
     parser.add_argument("--compare-src", type=Path, default=None,
                         help="a directory holding another tinygrad_nb: its no-batching and opportunistic servers too")
+    parser.add_argument("--models", default="small,wide", help="which models (comma-separated: small, wide)")
+    parser.add_argument("--modes", default=",".join(MODES),
+                        help="which modes (comma-separated; 'no batching' is always measured: the baseline)")
+    parser.add_argument("--no-open-loop", action="store_true", help="skip the 80%% of saturation part")
+    parser.add_argument("--open-loop-only", action="store_true", help="only the 80%% of saturation part")
+    parser.add_argument("--connections", type=int, default=64, help="the open loop's pool of connections")
+    parser.add_argument("--clients", default="1,32", help="closed-loop client counts (comma-separated)")
     args = parser.parse_args()
     tg.manual_seed(0)
     tmp = Path(tempfile.mkdtemp(prefix="serve_load_"))
     models = {"small MLP 64-128-10": (nn.Sequential(nn.Linear(64, 128), nn.ReLU(), nn.Linear(128, 10)), 64),
               "wide MLP 784-1024-1024-10": (nn.Sequential(nn.Linear(784, 1024), nn.ReLU(), nn.Linear(1024, 1024),
                                                           nn.ReLU(), nn.Linear(1024, 10)), 784)}
-    modes: dict[str, tuple[list[str], Path | None]] = {mode: (extra, None) for mode, extra in MODES.items()}
+    models = {name: v for name, v in models.items() if name.split()[0] in args.models.split(",")}
+    chosen = {"no batching", *args.modes.split(",")}
+    modes: dict[str, tuple[list[str], Path | None]] = {mode: (extra, None) for mode, extra in MODES.items()
+                                                       if mode in chosen}
     if args.compare_src is not None:
         modes["none" + BEFORE] = (MODES["no batching"], args.compare_src.resolve())
-        modes["opport." + BEFORE] = (MODES["opportunistic"], args.compare_src.resolve())
+        modes["loop" + BEFORE] = (MODES["opportunistic"], args.compare_src.resolve())
+        if "opport. thread" in chosen:
+            modes["thread" + BEFORE] = (MODES["opport. thread"], args.compare_src.resolve())
     servers: dict[tuple[str, str], tuple[subprocess.Popen, str, int]] = {}
     try:
         for name, (model, width) in models.items():
             path = tmp / (name.split()[0] + ".onnx")
             export(model, width, path)
-            for mode, (extra, src) in modes.items():
+            for mode, (extra, src) in modes.items() if not args.open_loop_only else ():
                 servers[(name, mode)] = start_server(path, extra, 10_000, src)  # no refusals: measuring capacity
         samples: dict[tuple[str, str, int], list[dict[str, float]]] = {}
-        for _ in range(args.rounds):
-            for (name, mode), (proc, _, port) in servers.items():
-                for clients in (1, 32):
+        for r in range(0 if args.open_loop_only else args.rounds):
+            for (name, mode), (proc, url, port) in servers.items():
+                for clients in [int(c) for c in args.clients.split(",")]:
                     request = request_bytes(models[name][1], 0)
-                    cpu = cpu_seconds(proc.pid)
+                    before = metrics(url)
+                    cpu, gen = cpu_seconds(proc.pid), time.process_time()
                     result = run(closed_loop(port, request, clients, args.seconds))
                     # (the warm-up requests are in the CPU time too: 5 per client)
-                    result["cpu"] = (cpu_seconds(proc.pid) - cpu) / (result["n"] + 5 * clients)
+                    n = result["n"] + 5 * clients
+                    result["cpu"] = (cpu_seconds(proc.pid) - cpu) / n
+                    result["gen"] = (time.process_time() - gen) / n  # the load generator's own CPU per request
+                    after = metrics(url)
+                    batches = after["tgnb_batch_size_samples_count"][""] - before["tgnb_batch_size_samples_count"][""]
+                    result["batch"] = (after["tgnb_batch_size_samples_sum"][""]
+                                       - before["tgnb_batch_size_samples_sum"][""]) / max(batches, 1)
+                    result["model"] = (after["tgnb_batch_seconds_sum"][""]
+                                       - before["tgnb_batch_seconds_sum"][""]) / n  # model seconds per request
+                    result["load"] = os.getloadavg()[0]
                     samples.setdefault((name, mode, clients), []).append(result)
-        print(f"{'model':<27} {'mode':<14} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'vs none':>8} "
-              f"{'cpu us/req':>10} {'cpu vs none':>11}")
-        med = {k: {f: statistics.median(r[f] for r in v) for f in ("p50", "p99", "rps", "cpu")}
-               for k, v in samples.items()}
+            print(f"round {r + 1}/{args.rounds} done, load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
+        fields = ("p50", "p99", "rps", "cpu", "gen", "batch", "model", "load")
+        if args.open_loop_only:
+            models = {}
+        print(f"{'model':<27} {'mode':<16} {'clients':>7} {'p50 ms':>8} {'p99 ms':>8} {'req/s':>8} {'vs none':>8} "
+              f"{'cpu us/req':>10} {'cpu vs none':>11} {'model us':>8} {'gen us':>6} {'batch':>5} {'load':>5}")
+        med = {k: {f: statistics.median(r[f] for r in v) for f in fields} for k, v in samples.items()}
         for (name, mode, clients), m in med.items():
             base = med[(name, "no batching", clients)]
-            print(f"{name:<27} {mode:<14} {clients:>7} {m['p50'] * 1e3:8.3f} {m['p99'] * 1e3:8.3f} {m['rps']:8.0f} "
-                  f"{m['rps'] / base['rps']:7.2f}x {m['cpu'] * 1e6:10.0f} {base['cpu'] / m['cpu']:10.2f}x")
+            print(f"{name:<27} {mode:<16} {clients:>7} {m['p50'] * 1e3:8.3f} {m['p99'] * 1e3:8.3f} {m['rps']:8.0f} "
+                  f"{m['rps'] / base['rps']:7.2f}x {m['cpu'] * 1e6:10.0f} {base['cpu'] / m['cpu']:10.2f}x "
+                  f"{m['model'] * 1e6:8.0f} {m['gen'] * 1e6:6.0f} {m['batch']:5.1f} {m['load']:5.1f}")
+        print("(cpu: the server process's CPU per request; model: its model calls' wall time per request; gen: the "
+              "load generator's CPU per request; batch: mean samples per model call; load: load average)")
+        for (name, mode, clients), rounds in samples.items():
+            if mode != "no batching" and clients == 1:
+                base = samples[(name, "no batching", 1)]
+                print(f"  {name} {mode} at 1 client, p50 minus no batching's by round: "
+                      + ", ".join(f"{(a['p50'] - b['p50']) * 1e3:+.3f} ms" for a, b in zip(rounds, base)))
+            if clients == 32 and mode != "no batching":
+                base = samples[(name, "no batching", 32)]
+                print(f"  {name} {mode} at 32 clients, throughput vs no batching by round: "
+                      + ", ".join(f"{a['rps'] / b['rps']:.2f}x" for a, b in zip(rounds, base)))
         print()
-        for name in models:
+        for name in models if args.clients == "1,32" else ():
             none1, none32 = med[(name, "no batching", 1)], med[(name, "no batching", 32)]
+            batched = [mode for mode in ("opportunistic", "opport. thread", "opport. split") if mode in modes]
             idle = {mode: (med[(name, mode, 1)]["p50"] - none1["p50"]) * 1e3
-                    for mode in ("opportunistic", "opport. thread")}
-            fixed = med[(name, "wait 2 ms", 1)]["p50"] / none1["p50"]
-            gain = {mode: med[(name, mode, 32)]["rps"] / none32["rps"]
-                    for mode in ("opportunistic", "opport. thread", "opport. split")}
-            cpu_gain = {mode: none32["cpu"] / med[(name, mode, 32)]["cpu"]
-                        for mode in ("opportunistic", "opport. thread", "opport. split")}
-            print(f"{name}: idle overhead of opportunistic batching {idle['opportunistic']:+.3f} ms on the loop, "
-                  f"{idle['opport. thread']:+.3f} ms in a thread (target <= 0.05); fixed 2 ms wait idle latency "
-                  f"{fixed:.1f}x; at 32 clients, throughput vs no batching "
+                    for mode in ("opportunistic", "opport. thread") if mode in modes}
+            gain = {mode: med[(name, mode, 32)]["rps"] / none32["rps"] for mode in batched}
+            cpu_gain = {mode: none32["cpu"] / med[(name, mode, 32)]["cpu"] for mode in batched}
+            fixed = (f"; fixed 2 ms wait idle latency {med[(name, 'wait 2 ms', 1)]['p50'] / none1['p50']:.1f}x"
+                     if "wait 2 ms" in modes else "")
+            print(f"{name}: idle overhead of batching " + ", ".join(f"{v:+.3f} ms ({m})" for m, v in idle.items())
+                  + f" (target <= 0.05){fixed}; at 32 clients, throughput vs no batching "
                   + ", ".join(f"{gain[m]:.2f}x ({m})" for m in gain) + "; CPU per request "
                   + ", ".join(f"{cpu_gain[m]:.2f}x" for m in cpu_gain) + " less (target >= 1.5 for the wide one)")
             if args.compare_src is not None:
-                for now, before in (("no batching", "none" + BEFORE), ("opportunistic", "opport." + BEFORE)):
-                    print(f"  {now}: CPU per request " + ", ".join(
-                        f"{med[(name, before, c)]['cpu'] * 1e6:.0f} -> {med[(name, now, c)]['cpu'] * 1e6:.0f} us "
-                        f"({c} client{'s' if c > 1 else ''})" for c in (1, 32)) + f" (before: {args.compare_src})")
+                for now, before in (("no batching", "none" + BEFORE), ("opportunistic", "loop" + BEFORE),
+                                    ("opport. thread", "thread" + BEFORE)):
+                    if now in modes and before in modes:
+                        print(f"  {now}: CPU per request " + ", ".join(
+                            f"{med[(name, before, c)]['cpu'] * 1e6:.0f} -> {med[(name, now, c)]['cpu'] * 1e6:.0f} us, "
+                            f"{med[(name, before, c)]['rps']:.0f} -> {med[(name, now, c)]['rps']:.0f} req/s "
+                            f"({c} client{'s' if c > 1 else ''})" for c in (1, 32)) + f" (before: {args.compare_src})")
         for key in list(servers):
             servers.pop(key)[0].terminate()
 
+        if args.no_open_loop:
+            return
         # each runner on the wider model: its saturation rate, then 80% of it (open loop), against the budget
         name = "wide MLP 784-1024-1024-10"
         request = request_bytes(784, 0)
-        runners = ("no batching", "opportunistic", "opport. thread", "opport. split")
+        runners = [m for m in ("no batching", "opportunistic", "opport. thread", "opport. split") if m in modes]
         for mode in runners:
             servers[(name, mode)] = start_server(tmp / "wide.onnx", MODES[mode], args.budget_ms)
         rss: list[float] = []
@@ -274,23 +327,24 @@ def main() -> None:
                 before = metrics(url)
                 if mode == "opportunistic":
                     rss.append(before["tgnb_resident_memory_bytes"][""])
-                result = run(open_loop(port, request, 0.8 * saturation, args.seconds * 2))
+                result = run(open_loop(port, request, 0.8 * saturation, args.seconds * 2, args.connections))
                 after = metrics(url)
                 refused = sum(v for k, v in result["statuses"].items() if k != 200)
                 loaded.setdefault(mode, []).append({
                     "saturation": saturation, "p50": result["p50"], "p99": result["p99"],
-                    "server_p99": server_p99(before, after), "lag99": result["lag99"],
+                    "server_p99": server_p99(before, after), "lag99": result["lag99"], "wait99": result["wait99"],
                     "refused": refused / result["sent"], "load": os.getloadavg()[0]})
         print()
         print(f"{name} at 80% of each runner's saturation rate (open loop, budget {args.budget_ms:g} ms; medians of "
-              f"{args.rounds} rounds, each measuring saturation first)")
+              f"{args.rounds} rounds, each measuring saturation first; {args.connections} connections)")
         print(f"{'runner':<15} {'saturation':>10} {'p50 ms':>8} {'p99 ms':>8} {'server p99':>10} {'gen. lag p99':>12} "
-              f"{'refused':>8} {'load avg':>8}  budget")
+              f"{'unsent p99':>10} {'refused':>8} {'load avg':>8}  budget")
         for mode, rounds in loaded.items():
             m = {f: statistics.median(r[f] for r in rounds) for f in rounds[0]}
             each = ", ".join(f"{r['p99'] * 1e3:.0f}" for r in rounds)
             print(f"{mode:<15} {m['saturation']:10.0f} {m['p50'] * 1e3:8.2f} {m['p99'] * 1e3:8.2f} "
-                  f"{m['server_p99'] * 1e3:9.1f}  {m['lag99'] * 1e3:11.2f} {m['refused']:7.1%} {m['load']:8.1f}  "
+                  f"{m['server_p99'] * 1e3:9.1f}  {m['lag99'] * 1e3:11.2f} {m['wait99'] * 1e3:10.2f} "
+                  f"{m['refused']:7.1%} {m['load']:8.1f}  "
                   f"{'within' if m['p99'] * 1e3 <= args.budget_ms else 'OVER'}"
                   f" (p99 by round: {each} ms)")
         proc, url, port = servers[(name, "opportunistic")]

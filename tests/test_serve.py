@@ -7,9 +7,12 @@ serving; SIGTERM under load loses no received request; bearer-token auth. Timing
 are gated by events, and loops are bounded."""
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import json
 import logging
+import math
 import random
 import re
 import signal
@@ -240,22 +243,39 @@ def post_in_thread(client_url: str, body: bytes, results: dict[int, Any], key: i
     return t
 
 
+@contextlib.contextmanager
+def not_alone(server: Server) -> Iterator[None]:
+    """Hold one more request in the server (its headers sent, its body never): a request that arrives meanwhile is
+    not alone, so it goes through the batcher's queue (an alone one on an idle batcher runs at once on the event
+    loop: Batcher.submit), and a gated model call holds the batch thread, not the event loop."""
+    before = server.metrics.in_flight
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=30)
+    try:
+        sock.sendall(f"POST /v1/predict HTTP/1.1\r\nHost: t\r\nContent-Type: {NPY}\r\nContent-Length: 100\r\n\r\n"
+                     .encode())
+        wait_for(lambda: server.metrics.in_flight > before, "the held request")
+        yield
+    finally:
+        sock.close()
+
+
 def test_batches_form_under_concurrency_and_count_samples(mlp_bytes: bytes, serving: Any) -> None:
     sess = Gated(load_model_from(mlp_bytes))
     batches: list[dict[str, Any]] = []
     server, client = serving(sess, max_batch=16, on_batch=batches.append, latency_budget_ms=None, batch_thread=True)
-    sess.sizes.clear()
-    sess.gate.clear()
-    sess.entered.clear()
-    inputs = {k: rows(3, seed=k) for k in range(8)}
-    results: dict[int, Any] = {}
-    threads = [post_in_thread(server.url, npy(inputs[0]), results, 0)]
-    assert sess.entered.wait(30)  # request 0 is in the model (held there by the gate)
-    threads += [post_in_thread(server.url, npy(inputs[k]), results, k) for k in range(1, 8)]
-    wait_for(lambda: server.batcher.queued_samples == 21, "7 queued requests")
-    sess.gate.set()
-    for t in threads:
-        t.join(30)
+    with not_alone(server):
+        sess.sizes.clear()
+        sess.gate.clear()
+        sess.entered.clear()
+        inputs = {k: rows(3, seed=k) for k in range(8)}
+        results: dict[int, Any] = {}
+        threads = [post_in_thread(server.url, npy(inputs[0]), results, 0)]
+        assert sess.entered.wait(30)  # request 0 is in the model (held there by the gate)
+        threads += [post_in_thread(server.url, npy(inputs[k]), results, k) for k in range(1, 8)]
+        wait_for(lambda: server.batcher.queued_samples == 21, "7 queued requests")
+        sess.gate.set()
+        for t in threads:
+            t.join(30)
     # the batch limit counts samples: 3, then 5 requests (15 samples; a 6th would make 18 > 16), then 2 (6)
     assert sess.sizes == [3, 15, 6]
     assert [b["samples"] for b in batches] == [3, 15, 6] and [b["requests"] for b in batches] == [1, 5, 2]
@@ -291,7 +311,7 @@ def predict_request(body: bytes) -> bytes:
 def test_batches_form_on_the_event_loop_too(mlp_bytes: bytes, serving: Any) -> None:
     """The default runner batches on the event loop: what arrived while a batch ran forms the next batch."""
     sess = Gated(load_model_from(mlp_bytes))
-    server, client = serving(sess, max_batch=16, latency_budget_ms=None)
+    server, client = serving(sess, max_batch=16, latency_budget_ms=None, batch_thread=False)
     sess.sizes.clear()
     socks = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(7)]
     try:
@@ -319,6 +339,77 @@ def test_batches_form_on_the_event_loop_too(mlp_bytes: bytes, serving: Any) -> N
                                    atol=1e-6)
 
 
+@pytest.mark.parametrize("runner", ["LoopBatcher", "Batcher"])
+def test_an_alone_request_on_an_idle_batcher_runs_at_once(mlp_bytes: bytes, runner: str) -> None:
+    """submit(alone=True) on an idle batcher runs the item before it returns (in the caller's thread, the event
+    loop's), with the bits of a plain run; not alone, or with something queued, the item waits in the queue."""
+    from tinygrad_nb.serve import batcher as batcher_module
+    from tinygrad_nb.serve.metrics import Metrics
+
+    sess = load_model_from(mlp_bytes, max_batch=8)
+    b = getattr(batcher_module, runner)(sess, max_batch=8, max_wait_s=0.0, max_queue_samples=32, metrics=Metrics(8),
+                                        timer=batcher_module.BatchTimer())  # (the thread is never started)
+    loop = asyncio.new_event_loop()
+    try:
+        def item(x: np.ndarray) -> Any:
+            now = time.perf_counter()
+            return batcher_module.Item([x], len(x), now, math.inf, loop.create_future(), loop)
+
+        x = rows(3)
+        first = item(x)
+        b.submit(first, alone=True)
+        assert first.future.done() and b.batches == 1 and not b.queue
+        assert first.future.result()["output"].tobytes() == load(mlp_bytes).run(x)["output"].tobytes()
+        second, third = item(rows(2, seed=1)), item(rows(1, seed=2))
+        b.submit(second, alone=False)  # another request is in the server: queued, not run
+        b.submit(third, alone=True)  # alone, but the batcher is not idle (something is queued): queued too
+        assert not second.future.done() and not third.future.done() and b.queued_samples == 3 and b.batches == 1
+    finally:
+        loop.close()
+
+
+def test_an_alone_request_runs_on_the_event_loop_and_others_on_the_batch_thread(mlp_bytes: bytes,
+                                                                                serving: Any) -> None:
+    threads: list[str] = []
+    server, client = serving(load_model_from(mlp_bytes), max_batch=8, latency_budget_ms=None, batch_thread=True,
+                             on_batch=lambda info: threads.append(threading.current_thread().name))
+    x = rows(2)
+    want = load(mlp_bytes).run(x)["output"].tobytes()
+    r = client.post("/v1/predict", content=npy(x), headers={"content-type": NPY})
+    assert r.status_code == 200 and np.load(io.BytesIO(r.content)).tobytes() == want
+    with not_alone(server):
+        r = client.post("/v1/predict", content=npy(x), headers={"content-type": NPY})
+    assert r.status_code == 200 and np.load(io.BytesIO(r.content)).tobytes() == want
+    assert threads == ["tinygrad_nb-serve", "tinygrad_nb-serve-batcher"]
+
+
+def test_a_sample_gets_the_same_bits_in_any_batch_of_up_to_8() -> None:
+    """Up to 8 rows, a Linear layer (Gemm with transB) with a large weight (the runtime's Gemm.large_weight, 65536
+    elements) runs one matrix-vector product per row (Gemm.row_products_max), so a sample's answer does not depend on
+    which batch of up to 8 it landed in. From 9 to 256 rows it runs W @ x.T into a scratch buffer (faster in
+    OpenBLAS than x @ W.T): the same values to rounding, and the first (reference) call and the planned ones agree
+    bit for bit. Small weights keep one gemm (the eager model's bits)."""
+    from tinygrad_nb.runtime.kernels import Gemm
+
+    tg.manual_seed(1)
+    model = nn.Sequential(nn.Linear(300, 257), nn.ReLU(), nn.Linear(257, 300),
+                          nn.LogSoftmax(1))  # (a reduction: sensitive to the memory order of its input)
+    data = export_onnx(model, tg.randn(4, 300), None, validate=False, verbose=False).model.SerializeToString()
+    sess = load(data, max_batch=64)
+    x = np.random.default_rng(3).standard_normal((64, 300)).astype(np.float32)
+    alone = [sess.run(x[i:i + 1])["output"][0].tobytes() for i in range(64)]
+    assert (Gemm.row_products_max, Gemm.transposed_max, Gemm.large_weight) == (8, 256, 65536)
+    for b in range(2, 9):
+        for _ in range(2):  # the first call (reference kernels) and the planned one
+            got = sess.run(x[:b])["output"]
+            assert [row.tobytes() for row in got] == alone[:b], f"batch {b}"
+    want = np.stack([np.frombuffer(a, np.float32) for a in alone])
+    for b in (9, 16, 17, 64):
+        first, planned = sess.run(x[:b])["output"], sess.run(x[:b])["output"]
+        assert first.tobytes() == planned.tobytes(), f"batch {b}"
+        np.testing.assert_allclose(planned, want[:b], rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.parametrize("batch_thread", [False, True])
 def test_fixed_wait_fills_the_batch(mlp_bytes: bytes, serving: Any, batch_thread: bool) -> None:
     sess = Gated(load_model_from(mlp_bytes))
@@ -336,21 +427,22 @@ def test_a_bad_item_fails_only_its_own_request(serving: Any) -> None:
     data = two_io_model()
     sess = Gated(load(data))
     server, client = serving(sess, max_batch=16, latency_budget_ms=None, batch_thread=True)  # (gate: no model time)
-    sess.sizes.clear()
-    sess.gate.clear()
-    sess.entered.clear()
-    x = rows(2, width=4)
-    good = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int64)
-    bad = np.array([[1, 2, 3], [4, 12, 6]], dtype=np.int64)  # 12 is out of range for the 10-row table
-    results: dict[int, Any] = {}
-    threads = [post_in_thread(server.url, st_save({"x": x, "idx": good}), results, 0, {"content-type": ST})]
-    assert sess.entered.wait(30)
-    for k, idx in ((1, good), (2, bad), (3, good)):
-        threads.append(post_in_thread(server.url, st_save({"x": x, "idx": idx}), results, k, {"content-type": ST}))
-        wait_for(lambda k=k: server.batcher.queued_samples == 2 * k, f"request {k} queued")
-    sess.gate.set()
-    for t in threads:
-        t.join(30)
+    with not_alone(server):
+        sess.sizes.clear()
+        sess.gate.clear()
+        sess.entered.clear()
+        x = rows(2, width=4)
+        good = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int64)
+        bad = np.array([[1, 2, 3], [4, 12, 6]], dtype=np.int64)  # 12 is out of range for the 10-row table
+        results: dict[int, Any] = {}
+        threads = [post_in_thread(server.url, st_save({"x": x, "idx": good}), results, 0, {"content-type": ST})]
+        assert sess.entered.wait(30)
+        for k, idx in ((1, good), (2, bad), (3, good)):
+            threads.append(post_in_thread(server.url, st_save({"x": x, "idx": idx}), results, k, {"content-type": ST}))
+            wait_for(lambda k=k: server.batcher.queued_samples == 2 * k, f"request {k} queued")
+        sess.gate.set()
+        for t in threads:
+            t.join(30)
     assert sess.sizes[:2] == [2, 6]  # the three queued requests ran as one batch first, which failed
     want = load(data).run({"x": x, "idx": good})
     for k in (0, 1, 3):
@@ -409,19 +501,20 @@ def test_deadline_refusal_fires_the_alert_and_recovery_clears_it(mlp_bytes: byte
 def test_a_full_queue_refuses_with_503(mlp_bytes: bytes, serving: Any) -> None:
     sess = Gated(load_model_from(mlp_bytes))
     server, client = serving(sess, max_batch=4, max_queue=4, latency_budget_ms=None, batch_thread=True)
-    sess.gate.clear()
-    sess.entered.clear()
-    results: dict[int, Any] = {}
-    threads = [post_in_thread(server.url, npy(rows(4)), results, 0)]
-    assert sess.entered.wait(30)
-    threads.append(post_in_thread(server.url, npy(rows(3)), results, 1))
-    wait_for(lambda: server.batcher.queued_samples == 3, "a queued request")
-    r = client.post("/v1/predict", content=npy(rows(2)), headers={"content-type": NPY})
-    assert r.status_code == 503 and "Retry-After" in r.headers
-    assert r.json()["error"] == "the queue is full (3 samples waiting, at most 4)"
-    sess.gate.set()
-    for t in threads:
-        t.join(30)
+    with not_alone(server):
+        sess.gate.clear()
+        sess.entered.clear()
+        results: dict[int, Any] = {}
+        threads = [post_in_thread(server.url, npy(rows(4)), results, 0)]
+        assert sess.entered.wait(30)
+        threads.append(post_in_thread(server.url, npy(rows(3)), results, 1))
+        wait_for(lambda: server.batcher.queued_samples == 3, "a queued request")
+        r = client.post("/v1/predict", content=npy(rows(2)), headers={"content-type": NPY})
+        assert r.status_code == 503 and "Retry-After" in r.headers
+        assert r.json()["error"] == "the queue is full (3 samples waiting, at most 4)"
+        sess.gate.set()
+        for t in threads:
+            t.join(30)
     assert results[0].status_code == results[1].status_code == 200
 
 
@@ -759,18 +852,19 @@ def test_a_split_batch_answers_each_request_with_its_rows(mlp_bytes: bytes, serv
     sess = Gated(load_model_from(mlp_bytes))
     server, client = serving(sess, max_batch=16, latency_budget_ms=None, batch_thread=True)
     server.batcher.chunks = [()] + [(1,) * k for k in range(1, 17)]  # every batch as calls of one sample
-    sess.sizes.clear()
-    sess.gate.clear()
-    sess.entered.clear()
-    inputs = {k: rows(3, seed=k) for k in range(4)}
-    results: dict[int, Any] = {}
-    threads = [post_in_thread(server.url, npy(inputs[0]), results, 0)]
-    assert sess.entered.wait(30)
-    threads += [post_in_thread(server.url, npy(inputs[k]), results, k) for k in range(1, 4)]
-    wait_for(lambda: server.batcher.queued_samples == 9, "3 queued requests")
-    sess.gate.set()
-    for t in threads:
-        t.join(30)
+    with not_alone(server):
+        sess.sizes.clear()
+        sess.gate.clear()
+        sess.entered.clear()
+        inputs = {k: rows(3, seed=k) for k in range(4)}
+        results: dict[int, Any] = {}
+        threads = [post_in_thread(server.url, npy(inputs[0]), results, 0)]
+        assert sess.entered.wait(30)
+        threads += [post_in_thread(server.url, npy(inputs[k]), results, k) for k in range(1, 4)]
+        wait_for(lambda: server.batcher.queued_samples == 9, "3 queued requests")
+        sess.gate.set()
+        for t in threads:
+            t.join(30)
     assert sess.sizes == [1] * 12 and server.metrics.batch_size.count == 2  # 2 batches (3 and 9), 12 calls
     reference = load(mlp_bytes)
     for k in range(4):
@@ -941,6 +1035,19 @@ def test_split_batches_is_opt_in(mlp_bytes: bytes) -> None:
     finally:
         server._socket.close()
     assert not _parse(["m.onnx"]).split_batches and _parse(["m.onnx", "--split-batches"]).split_batches
+
+
+def test_batches_run_on_the_event_loop_by_default(mlp_bytes: bytes) -> None:
+    from tinygrad_nb.serve.batcher import Batcher, LoopBatcher
+
+    server = Server(load_model_from(mlp_bytes), port=0, max_batch=8)
+    threaded = Server(load_model_from(mlp_bytes), port=0, max_batch=8, batch_thread=True)
+    try:
+        assert type(server.batcher) is LoopBatcher and type(threaded.batcher) is Batcher
+    finally:
+        server._socket.close()
+        threaded._socket.close()
+    assert not _parse(["m.onnx"]).batch_thread and _parse(["m.onnx", "--batch-thread"]).batch_thread
 
 
 def test_calibration_tracks_the_quantile_of_actual_over_estimated_and_relaxes() -> None:

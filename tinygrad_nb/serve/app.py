@@ -179,8 +179,12 @@ def build_app(server: Server) -> ASGIApp:
                 loop = asyncio.get_running_loop()
                 future = loop.create_future()
                 item = Item(arrays, samples, arrival, deadline, future, loop)
-                server.batcher.submit(item)
-                outputs = await future
+                # alone: no other request is in the server, parsed or running (uvicorn's set of request tasks, to
+                # which every request read from a socket is added before any of them runs). An idle batcher then
+                # runs it now instead of handing it over; in_flight would not do: it counts handlers that started,
+                # and on the event loop a request that runs now finishes before the next one read with it starts
+                server.batcher.submit(item, alone=len(server.request_tasks) <= 1)
+                outputs = await future  # (already settled when it ran now: no suspension)
             else:
                 outputs = server.run_inline(arrays, samples, arrival, deadline)
             out_fmt = reply_format(text(headers, b"accept"), fmt)

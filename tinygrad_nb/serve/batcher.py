@@ -21,6 +21,8 @@ Requests arrive on the event loop, already decoded and checked (:mod:`.codec`), 
 * **Call sizes**: a batch runs as one model call. Opt-in (``split_batches``): a batch of k samples runs as the
   calls that the costs measured at startup say are fastest (:func:`plan_chunks`), which makes how a batch is computed
   depend on those timings.
+* **Alone, at once**: a request alone in the server that finds nothing queued or running runs at once in the event
+  loop's thread (:meth:`Batcher.submit`'s ``alone``): no thread hop and no extra loop iteration at idle.
 * **Isolation**: inputs were checked on arrival, but a model can still fail on values (an index out of range). When
   a batch fails, its items run one by one and only the failing ones get an error (422).
 
@@ -188,10 +190,19 @@ class Batcher:
         self.last_batch_end = 0.0
         self.thread: threading.Thread | None = None
         self.batches = 0
+        self.inline = False  # a request runs in the event loop's thread now (submit's ``alone``)
 
     # -- the event loop's side ------------------------------------------------------------------------------------
-    def submit(self, item: Item) -> None:
-        """Queue ``item`` or refuse it (RequestError 503 with Retry-After) when it cannot finish by its deadline."""
+    def submit(self, item: Item, alone: bool = False) -> None:
+        """Queue ``item`` or refuse it (RequestError 503 with Retry-After) when it cannot finish by its deadline.
+
+        ``alone``: no other request is in the server, read or running (app.py asks uvicorn's set of request tasks;
+        every request read from a socket has one before any of them runs). Then, when
+        nothing is queued or running and there is no fixed wait, the item runs now, in the caller's thread (the event
+        loop), and its future is settled before this returns: a batch of one would run at once anyway, and running it
+        here saves the hand-over (for the thread: a lock handoff, a wake-up of the other thread, and one of the loop;
+        on the loop: one more loop iteration). Under load another request is always in flight, so batches form and
+        run as before."""
         with self.cond:
             if self.stopping:
                 raise RequestError(503, "the server is shutting down", "queue_full", retry_after=1)
@@ -211,9 +222,36 @@ class Batcher:
                                    retry_after=_retry_after(wait))
             item.probe = probe
             item.estimated = 0.0 if probe else estimated
-            self.queue.append(item)
-            self.queued_samples = backlog
-            self._wake(item)
+            now = alone and idle and self.max_wait_s <= 0
+            if now:  # claim the session: the thread (if any) does not take a batch while this runs
+                self.inline = True
+                self.running_since = self.clock()
+                self.running_estimate = self.timer.estimate(item.n)
+            else:
+                self.queue.append(item)
+                self.queued_samples = backlog
+                self._wake(item)
+        if now:
+            self._run_now(item)
+
+    def _run_now(self, item: Item) -> None:
+        """Run one item in the caller's thread (see ``submit``'s ``alone``) and settle its future directly."""
+        try:
+            self._run([item], _settle_here)
+        except Exception as e:  # noqa: BLE001 - answer the waiting request whatever happened
+            log.exception("serve: batch failed")
+            _settle_here([(item, RequestError(500, f"internal error: {e}", "model_error"), True)])
+        finally:
+            with self.cond:
+                self.inline = False
+                self.running_since = 0.0
+                self.last_batch_end = self.clock()
+                if self.queue:
+                    self._resume()
+
+    def _resume(self) -> None:
+        """Something was queued while ``_run_now`` held the session: hand it to the runner (the lock is held)."""
+        self.cond.notify()
 
     def _wake(self, item: Item) -> None:
         """Tell the runner that ``item`` was queued (the lock is held)."""
@@ -243,8 +281,8 @@ class Batcher:
 
     def _take(self) -> list[Item] | None:
         with self.cond:
-            while not self.queue:
-                if self.stopping:
+            while not self.queue or self.inline:
+                if self.stopping and not self.queue:
                     return None
                 self.cond.wait()
             if self.max_wait_s > 0:
@@ -284,7 +322,9 @@ class Batcher:
                 self.running_since = 0.0
                 self.last_batch_end = self.clock()
 
-    def _run(self, batch: list[Item]) -> None:
+    def _run(self, batch: list[Item], answer: Callable[[list[tuple[Item, Any, bool]]], None] | None = None) -> None:
+        """Run ``batch`` (refusing first what it would finish late) and hand the answers to ``answer`` (default:
+        ``self._answer``)."""
         now = self.clock()
         total = sum(item.n for item in batch)
         estimate = self.timer.estimate(total) * self.calibration.factor
@@ -314,7 +354,7 @@ class Batcher:
                     self.on_batch({"samples": total, "requests": len(batch), "seconds": seconds})
                 except Exception:  # noqa: BLE001 - a monitoring hook must not break serving
                     log.exception("serve: the on_batch hook raised")
-        self._answer(answers)
+        (answer or self._answer)(answers)
 
     def _call(self, batch: list[Item], total: int) -> list[tuple[Item, Any, bool]]:
         """Run the batch as one model call; on failure, each item alone (so only a bad item fails)."""
@@ -372,6 +412,11 @@ class Batcher:
                 pass
 
 
+def _settle_here(answers: list[tuple[Item, Any, bool]]) -> None:
+    """Settle the futures from their loop's own thread."""
+    _settle([(item.future, value, failed) for item, value, failed in answers])
+
+
 def _retry_after(seconds: float) -> int:
     """Retry-After is whole seconds: at least 1."""
     return max(1, int(seconds + 0.999))
@@ -423,7 +468,11 @@ class LoopBatcher(Batcher):
             self._schedule(loop)
 
     def _answer(self, answers: list[tuple[Item, Any, bool]]) -> None:
-        _settle([(item.future, value, failed) for item, value, failed in answers])
+        _settle_here(answers)
+
+    def _resume(self) -> None:
+        if self.handle is None:
+            self._schedule(self.queue[0].loop)
 
     def start(self) -> None:
         pass

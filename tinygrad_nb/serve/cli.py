@@ -24,7 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="0: opportunistic batching (never wait when idle); >0: wait for a batch to fill")
     parser.add_argument("--no-batching", action="store_true", help="run each request alone on the event loop")
     parser.add_argument("--batch-thread", action="store_true",
-                        help="run batches on a thread of their own (overlaps the model with HTTP parsing)")
+                        help="run batches on a thread of their own (overlaps the model with HTTP parsing when a "
+                             "second core is free; default: on the event loop)")
     parser.add_argument("--split-batches", action="store_true",
                         help="time every batch size at startup and run a batch as the calls that were cheapest then "
                              "(how a batch is computed then depends on those timings: not reproducible across runs)")

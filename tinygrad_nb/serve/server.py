@@ -45,8 +45,11 @@ class Server:
             were cheapest then (batcher.plan_chunks): how a batch is cut into model calls then depends on timings
             taken once at startup on a machine that may have been busy, so two runs of one server may compute the
             same batch differently (and so round differently). False (the default): always one call per batch.
-        batch_thread: run batches on a thread of their own (the model's BLAS calls overlap HTTP parsing; each
-            request pays a thread hop) instead of on the event loop (the default; see batcher.LoopBatcher).
+        batch_thread: False (the default): batches run on the event loop (batcher.LoopBatcher): HTTP and the
+            model take turns on one core, and nothing waits for another thread to be scheduled. True: batches run
+            on a thread of their own, so the model's BLAS calls (which release the GIL) overlap the event loop's
+            HTTP parsing on a second core, when one is free (docs/serving.md measures both). Either way a request
+            alone in an idle server runs at once on the event loop (batcher.Batcher.submit's ``alone``).
         latency_budget_ms: the default deadline of a request (``X-Deadline-Ms`` overrides it); None = no deadline.
         memory_limit: bytes or a size ("256MB"); refusing to start (MemoryLimitError) when the plan is larger.
         max_queue: the most samples waiting (503 queue_full above it); default 4 x max_batch.
@@ -134,6 +137,8 @@ class Server:
         self.port = self._socket.getsockname()[1]
         self._uvicorn: Any = None
         self._thread: threading.Thread | None = None
+        # uvicorn's tasks of the requests read and not yet answered (all endpoints; see app.py's ``alone``)
+        self.request_tasks: set[Any] = set()
         self.ready = True
 
     # -- model ------------------------------------------------------------------------------------------------------
@@ -256,7 +261,9 @@ class Server:
         config = uvicorn.Config(self.app, log_level=self.log_level, access_log=False, lifespan="on",
                                 timeout_keep_alive=5, proxy_headers=False, server_header=False,
                                 http=_http_protocol())
-        return _Uvicorn(config)
+        server = _Uvicorn(config)
+        self.request_tasks = server.server_state.tasks
+        return server
 
     def start(self, timeout: float = 30.0) -> Server:
         """Serve in a background thread (e.g. from a notebook); returns once the server accepts connections."""
