@@ -470,16 +470,22 @@ def _sequence(steps: list[Step]) -> Step:
     return conv_relu_pool
 
 
-def fuse(nodes: list[Any], output_names: list[str]) -> list[Any]:
-    """``nodes`` with every ``Conv -> Relu -> MaxPool`` chain whose intermediates have no other reader (and are not
-    graph outputs) replaced by one :class:`ConvReluMaxPool` node (same inputs as the Conv, same output as the
-    MaxPool)."""
+def _readers_and_producers(nodes: list[Any]) -> tuple[dict[str, int], dict[str, int]]:
+    """How many nodes read each value, and the index of the node that writes it."""
     readers: dict[str, int] = {}
     for node in nodes:
         for name in node.inputs:
             if name:
                 readers[name] = readers.get(name, 0) + 1
     producer = {o: i for i, node in enumerate(nodes) for o in node.outputs if o}
+    return readers, producer
+
+
+def fuse(nodes: list[Any], output_names: list[str]) -> list[Any]:
+    """``nodes`` with every ``Conv -> Relu -> MaxPool`` chain whose intermediates have no other reader (and are not
+    graph outputs) replaced by one :class:`ConvReluMaxPool` node (same inputs as the Conv, same output as the
+    MaxPool)."""
+    readers, producer = _readers_and_producers(nodes)
     outputs = set(output_names)
     replaced: dict[int, Any] = {}
     dropped: set[int] = set()
@@ -509,12 +515,7 @@ def fuse(nodes: list[Any], output_names: list[str]) -> list[Any]:
 def _fuse_flatten_gemm(nodes: list[Any], output_names: list[str]) -> list[Any]:
     """``nodes`` with every ``Reshape or Flatten -> Gemm`` pair (the Gemm the only reader of the flattened value,
     which is not a graph output; a bias; no transA, alpha or beta) replaced by one :class:`FlattenGemm` node."""
-    readers: dict[str, int] = {}
-    for node in nodes:
-        for name in node.inputs:
-            if name:
-                readers[name] = readers.get(name, 0) + 1
-    producer = {o: i for i, node in enumerate(nodes) for o in node.outputs if o}
+    readers, producer = _readers_and_producers(nodes)
     outputs = set(output_names)
     replaced: dict[int, Any] = {}
     dropped: set[int] = set()
