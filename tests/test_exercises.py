@@ -375,8 +375,9 @@ def test_a_known_mistake_gets_its_hint(exercise_id: str, mistake: str, wrong: An
 def test_every_exercise_has_a_known_mistake() -> None:
     from test_exercises_late import WRONG_LATE  # noqa: PLC0415 - notebooks 15, 17, 19 (checkers_late.py)
     from test_exercises_more import WRONG_MORE  # noqa: PLC0415 - notebooks 02, 04, 08, 09, 12 (checkers_more.py)
+    from test_exercises_serving import WRONG_SERVING  # noqa: PLC0415 - notebook 14 (checkers_serving.py)
 
-    assert {e for e, _, _, _ in WRONG + WRONG_MORE + WRONG_LATE} == set(REGISTRY)
+    assert {e for e, _, _, _ in WRONG + WRONG_MORE + WRONG_LATE + WRONG_SERVING} == set(REGISTRY)
 
 
 def test_an_exception_in_the_learners_code_is_a_hint_naming_the_input() -> None:

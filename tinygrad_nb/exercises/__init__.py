@@ -23,6 +23,7 @@ from typing import Any
 from . import checkers as _checkers  # noqa: F401 - registers the exercises
 from . import checkers_more as _checkers_more  # noqa: F401 - notebooks 02, 04, 08, 09 and 12
 from . import checkers_late as _checkers_late  # noqa: F401 - notebooks 15, 17 and 19
+from . import checkers_serving as _checkers_serving  # noqa: F401 - notebook 14
 from . import progress
 from .core import REGISTRY, Exercise, Result, run
 from .progress import ProgressError
