@@ -1,6 +1,6 @@
 """Serving under load: ``tinygrad-nb serve`` without batching (the baseline), with opportunistic batching (on the
-event loop, the default; in a thread of its own, ``--batch-thread``; with ``--split-batches``) and with a fixed
-2 ms wait, for a small MLP and a wider one (784-1024-1024-10), at 1 and 32 concurrent clients; then, for the wider
+event loop, ``--batch-thread off``; in a thread of its own, ``--batch-thread on``, the default on two or more cores;
+with ``--split-batches``) and with a fixed 2 ms wait, for a small MLP and a wider one (784-1024-1024-10), at 1 and 32 concurrent clients; then, for the wider
 model, each runner's saturation rate followed at once by an open-loop load at 80% of it, against the latency budget;
 RSS before and after.
 
@@ -55,8 +55,10 @@ from tinygrad_nb import nn
 from tinygrad_nb.export import onnx as export_onnx
 
 ROOT = Path(__file__).resolve().parents[1]
-MODES = {"no batching": ["--no-batching"], "opportunistic": [], "opport. thread": ["--batch-thread"],
-         "opport. split": ["--split-batches"], "wait 2 ms": ["--max-wait-ms", "2"]}
+# each runner named explicitly: the server's default (--batch-thread auto) is the thread on a machine with two cores
+LOOP = ["--batch-thread", "off"]
+MODES = {"no batching": ["--no-batching"], "opportunistic": LOOP, "opport. thread": ["--batch-thread", "on"],
+         "opport. split": ["--split-batches", *LOOP], "wait 2 ms": ["--max-wait-ms", "2", *LOOP]}
 BEFORE = " (before)"  # the modes run from --compare-src
 
 
@@ -232,9 +234,10 @@ def main() -> None:
                                                        if mode in chosen}
     if args.compare_src is not None:
         modes["none" + BEFORE] = (MODES["no batching"], args.compare_src.resolve())
-        modes["loop" + BEFORE] = (MODES["opportunistic"], args.compare_src.resolve())
+        # (an older checkout may not know --batch-thread's values: its default was the loop, its flag the thread)
+        modes["loop" + BEFORE] = ([], args.compare_src.resolve())
         if "opport. thread" in chosen:
-            modes["thread" + BEFORE] = (MODES["opport. thread"], args.compare_src.resolve())
+            modes["thread" + BEFORE] = (["--batch-thread"], args.compare_src.resolve())
     servers: dict[tuple[str, str], tuple[subprocess.Popen, str, int]] = {}
     try:
         for name, (model, width) in models.items():

@@ -13,6 +13,7 @@ import io
 import json
 import logging
 import math
+import os
 import random
 import re
 import signal
@@ -1037,17 +1038,33 @@ def test_split_batches_is_opt_in(mlp_bytes: bytes) -> None:
     assert not _parse(["m.onnx"]).split_batches and _parse(["m.onnx", "--split-batches"]).split_batches
 
 
-def test_batches_run_on_the_event_loop_by_default(mlp_bytes: bytes) -> None:
+@pytest.mark.parametrize(("cores", "reuse_port", "threaded"), [({0}, False, False), ({0, 1}, False, True),
+                                                            ({0, 1, 2, 3}, True, False)])
+def test_the_default_runner_is_a_thread_with_a_second_core(mlp_bytes: bytes, monkeypatch: pytest.MonkeyPatch,
+                                                           cores: set[int], reuse_port: bool, threaded: bool) -> None:
+    """batch_thread=None: a thread of its own when the process may use two cores and is not one of several workers
+    sharing a port; else the event loop. True and False choose regardless."""
     from tinygrad_nb.serve.batcher import Batcher, LoopBatcher
+    from tinygrad_nb.serve.server import default_batch_thread
 
-    server = Server(load_model_from(mlp_bytes), port=0, max_batch=8)
-    threaded = Server(load_model_from(mlp_bytes), port=0, max_batch=8, batch_thread=True)
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: cores, raising=False)
+    assert default_batch_thread(reuse_port) is threaded
+    servers = [Server(load_model_from(mlp_bytes), port=0, max_batch=8, reuse_port=reuse_port, batch_thread=choice)
+               for choice in (None, True, False)]
     try:
-        assert type(server.batcher) is LoopBatcher and type(threaded.batcher) is Batcher
+        assert [type(s.batcher) for s in servers] == [Batcher if threaded else LoopBatcher, Batcher, LoopBatcher]
+        assert [s.batch_thread for s in servers] == [threaded, True, False]
     finally:
-        server._socket.close()
-        threaded._socket.close()
-    assert not _parse(["m.onnx"]).batch_thread and _parse(["m.onnx", "--batch-thread"]).batch_thread
+        for s in servers:
+            s._socket.close()
+
+
+def test_batch_thread_option_on_the_command_line() -> None:
+    assert [_parse(["m.onnx", *extra]).batch_thread for extra in ([], ["--batch-thread"], ["--batch-thread", "on"],
+                                                                  ["--batch-thread", "off"])] == ["auto", "on", "on",
+                                                                                                  "off"]
+    with pytest.raises(SystemExit):
+        _parse(["m.onnx", "--batch-thread", "sometimes"])
 
 
 def test_calibration_tracks_the_quantile_of_actual_over_estimated_and_relaxes() -> None:

@@ -23,9 +23,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-wait-ms", type=float, default=0.0,
                         help="0: opportunistic batching (never wait when idle); >0: wait for a batch to fill")
     parser.add_argument("--no-batching", action="store_true", help="run each request alone on the event loop")
-    parser.add_argument("--batch-thread", action="store_true",
-                        help="run batches on a thread of their own (overlaps the model with HTTP parsing when a "
-                             "second core is free; default: on the event loop)")
+    parser.add_argument("--batch-thread", nargs="?", const="on", default="auto", choices=("auto", "on", "off"),
+                        help="on: run batches on a thread of their own (overlaps the model with HTTP parsing on a "
+                             "second core); off: on the event loop; auto (default): the thread when this process may "
+                             "use two or more cores and --reuse-port is not set")
     parser.add_argument("--split-batches", action="store_true",
                         help="time every batch size at startup and run a batch as the calls that were cheapest then "
                              "(how a batch is computed then depends on those timings: not reproducible across runs)")
@@ -59,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
     try:
         sess = load(args.model, max_batch=args.max_batch)
         server = Server(sess, host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
-                        batching=not args.no_batching, batch_thread=args.batch_thread,
+                        batching=not args.no_batching, batch_thread={"auto": None, "on": True, "off": False}[args.batch_thread],
                         split_batches=args.split_batches,
                         latency_budget_ms=args.latency_budget_ms,
                         memory_limit=args.memory_limit, max_queue=args.max_queue, token=args.token,
