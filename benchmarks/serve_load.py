@@ -321,6 +321,7 @@ def main() -> None:
         runners = [m for m in ("no batching", "opportunistic", "opport. thread", "opport. split") if m in modes]
         for mode in runners:
             servers[(name, mode)] = start_server(tmp / "wide.onnx", MODES[mode], args.budget_ms)
+        watched = next(m for m in runners if m != "no batching") if len(runners) > 1 else runners[0]  # its RSS
         rss: list[float] = []
         loaded: dict[str, list[dict[str, float]]] = {}
         for _ in range(args.rounds):
@@ -328,7 +329,7 @@ def main() -> None:
                 proc, url, port = servers[(name, mode)]
                 saturation = run(closed_loop(port, request, 32, args.seconds))["rps"]
                 before = metrics(url)
-                if mode == "opportunistic":
+                if mode == watched:
                     rss.append(before["tgnb_resident_memory_bytes"][""])
                 result = run(open_loop(port, request, 0.8 * saturation, args.seconds * 2, args.connections))
                 after = metrics(url)
@@ -350,10 +351,10 @@ def main() -> None:
                   f"{m['refused']:7.1%} {m['load']:8.1f}  "
                   f"{'within' if m['p99'] * 1e3 <= args.budget_ms else 'OVER'}"
                   f" (p99 by round: {each} ms)")
-        proc, url, port = servers[(name, "opportunistic")]
+        proc, url, port = servers[(name, watched)]
         more = run(closed_loop(port, request, 32, args.seconds * 2))
         rss.append(metrics(url)["tgnb_resident_memory_bytes"][""])
-        print(f"RSS of the opportunistic server: {rss[0] / 2**20:.1f} MiB before the first open-loop run, then "
+        print(f"RSS of the {watched} server: {rss[0] / 2**20:.1f} MiB before the first open-loop run, then "
               + ", ".join(f"{r / 2**20:.1f}" for r in rss[1:-1]) + " MiB after each later saturation + 80% round, "
               f"{rss[-1] / 2**20:.1f} MiB after {int(more['rps'] * args.seconds * 2)} more requests at saturation "
               f"(planned {metrics(url)['tgnb_planned_memory_bytes'][''] / 2**20:.1f} MiB)")
