@@ -9,7 +9,7 @@
 or ``tinygrad-nb serve model.onnx --port 8000 --max-batch 64 --latency-budget-ms 50 --memory-limit 256MB``.
 Batching is opportunistic (take what is queued, never wait when idle); each request has a deadline and the server
 refuses with 503 + Retry-After what it cannot finish in time; memory comes from the runtime's plan for the max batch
-and is checked against the limit at startup; /metrics is Prometheus text. See docs/serving.md.
+and is checked against the limit at startup; /metrics is Prometheus text. See docs/serve.md.
 
 Imports the runtime, never the notebook layer.
 """

@@ -37,7 +37,7 @@ TOKEN_ENV = "TINYGRAD_NB_SERVE_TOKEN"
 def default_batch_thread(reuse_port: bool = False) -> bool:
     """The runner ``Server(batch_thread=None)`` picks: a thread of its own when this process may run on two or more
     cores (its CPU affinity, which a container or ``taskset`` narrows) and is not one of several workers sharing a
-    port, else the event loop. Measured on two cores (docs/serving.md): with a core free the thread gave 1.74x the
+    port, else the event loop. Measured on two cores (docs/serve.md): with a core free the thread gave 1.74x the
     throughput of no batching on the wide MLP at 32 clients against 1.49x on the loop; with one worker per core
     there is no free core, and every hand-over to the thread waits for the scheduler."""
     try:
@@ -63,7 +63,7 @@ class Server:
             the event loop (batcher.LoopBatcher): HTTP and the model take turns on one core, and nothing waits for
             another thread to be scheduled. None (the default): the thread when this process may run on two or
             more cores and is not one of several workers sharing a port (``reuse_port``), else the event loop
-            (:func:`default_batch_thread`; docs/serving.md measures both). Either way a request alone in an idle
+            (:func:`default_batch_thread`; docs/serve.md measures both). Either way a request alone in an idle
             server runs at once on the event loop (batcher.Batcher.submit's ``alone``).
         latency_budget_ms: the default deadline of a request (``X-Deadline-Ms`` overrides it); None = no deadline.
         memory_limit: bytes or a size ("256MB"); refusing to start (MemoryLimitError) when the plan is larger.
@@ -74,7 +74,7 @@ class Server:
         alert_window_s, rejection_threshold, alert_min_requests: see :mod:`.alerts`.
         on_budget_exceeded, on_recovered, on_request, on_batch: hooks, each called with one dict.
         name, version: shown by /v1/model (default: the file's name, the model's ``model_version`` metadata or 1).
-        reuse_port: SO_REUSEPORT, so several server processes share one port (one per core; see docs/serving.md).
+        reuse_port: SO_REUSEPORT, so several server processes share one port (one per core; see docs/serve.md).
     """
 
     def __init__(self, session: Any, *, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 64,
