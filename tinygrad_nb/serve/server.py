@@ -37,8 +37,8 @@ TOKEN_ENV = "TINYGRAD_NB_SERVE_TOKEN"
 def default_batch_thread(reuse_port: bool = False) -> bool:
     """The runner ``Server(batch_thread=None)`` picks: a thread of its own when this process may run on two or more
     cores (its CPU affinity, which a container or ``taskset`` narrows) and is not one of several workers sharing a
-    port, else the event loop. Measured on two cores (docs/serve.md): with a core free the thread gave 1.74x the
-    throughput of no batching on the wide MLP at 32 clients against 1.49x on the loop; with one worker per core
+    port, else the event loop. Measured on two cores (docs/serve.md): with a core free the thread gave 1.33-1.74x the
+    throughput of no batching on the wide MLP at 32 clients against 1.24-1.49x on the loop; with one worker per core
     there is no free core, and every hand-over to the thread waits for the scheduler."""
     try:
         cores = len(os.sched_getaffinity(0))
