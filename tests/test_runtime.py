@@ -3,6 +3,7 @@ allocations), PyTorch-exported files, golden files bit for bit, and the batch AP
 from __future__ import annotations
 
 import tracemalloc
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,16 @@ def test_inputs_of_different_batch_sizes_are_refused() -> None:
 
 
 # -- the memory plan --------------------------------------------------------------------------------------------------
+def _assert_allocates_nothing_array_sized(*steps: Callable[[], object]) -> None:
+    """Each step, run while tracemalloc traces, holds less than 2 KiB above where it started at its peak: numpy's
+    small per-call objects, never an array (numpy's broadcasting buffers would be 32 KiB)."""
+    for step in steps:
+        base, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        step()
+        assert tracemalloc.get_traced_memory()[1] - base < 2048, step
+
+
 def _numpy_allocations(fn: object, calls: int) -> tuple[int, int]:
     """(net bytes of numpy arrays still alive, largest transient traced allocation) over ``calls`` calls."""
     numpy_only = [tracemalloc.DomainFilter(True, np.lib.tracemalloc_domain)]
@@ -150,18 +161,11 @@ def test_steady_state_calls_allocate_no_arrays(model_name: str) -> None:
     try:
         for b in (1, 37, 128):
             program = sess._programs[(inputs[b].shape,)]
-            base, _ = tracemalloc.get_traced_memory()
-            tracemalloc.reset_peak()
-            for init in program.init_steps:  # taking over the bucket's arena from another batch size
-                init()
-            assert tracemalloc.get_traced_memory()[1] - base < 2048
+            # taking over the bucket's arena from another batch size: all init steps together
+            _assert_allocates_nothing_array_sized(lambda: [init() for init in program.init_steps])
             program.run([inputs[b]], copy=False)  # (makes it the arena's owner)
             np.copyto(program.input_views[0], inputs[b])
-            for step in program.steps:  # one run, step by step
-                base, _ = tracemalloc.get_traced_memory()
-                tracemalloc.reset_peak()
-                step()
-                assert tracemalloc.get_traced_memory()[1] - base < 2048
+            _assert_allocates_nothing_array_sized(*program.steps)  # one run, step by step
     finally:
         tracemalloc.stop()
     assert sess.memory_plan().allocating_ops == []
@@ -714,15 +718,11 @@ def test_fused_blocks_and_flatten_gemm_give_the_unfused_graphs_values(c_in: int,
     assert gemm.__name__ == "<lambda>"  # one product: block 1 wrote the Gemm's input in place (no copy step)
     net, peak = _numpy_allocations(lambda i: fused.run(x, copy=False), 50)
     assert net == 0 and peak < 2048, (net, peak)
-    for step in program.steps:
-        tracemalloc.start()
-        try:
-            base, _ = tracemalloc.get_traced_memory()
-            tracemalloc.reset_peak()
-            step()
-            assert tracemalloc.get_traced_memory()[1] - base < 2048
-        finally:
-            tracemalloc.stop()
+    tracemalloc.start()
+    try:
+        _assert_allocates_nothing_array_sized(*program.steps)
+    finally:
+        tracemalloc.stop()
 
 
 def test_flatten_gemm_reads_the_program_input_in_place_and_is_fused_only_for_a_linear_layer() -> None:
