@@ -892,14 +892,21 @@ def test_alert_p99_is_the_window_percentile() -> None:
     from tinygrad_nb.serve import AlertMonitor
 
     now = [0.0]
-    monitor = AlertMonitor(0.05, window_s=10.0, min_requests=1, clock=lambda: now[0])
+    monitor = AlertMonitor(0.05, window_s=10.0, min_requests=1, check_every_s=0.1, clock=lambda: now[0])
     rng = np.random.default_rng(0)
     values = rng.uniform(0, 0.1, 1000)
-    for v in values:
-        monitor.events.append((0.0, float(v), False))
-    assert monitor.check()["p99_ms"] == round(float(np.sort(values)[990]) * 1e3, 3)
+    for i, v in enumerate(values):  # over 5 s: the window's requests lie in many check intervals
+        now[0] = i * 0.005
+        monitor.record(float(v), refused=False)
+    for _ in range(10):
+        monitor.record(0.0, refused=True)
+    last = monitor.check()
+    assert last["p99_ms"] == round(float(np.sort(values)[990]) * 1e3, 3)  # sorted index int(0.99 n) of the answered
+    assert last["requests"] == 1010 and last["rejection_rate"] == round(10 / 1010, 4)
     assert monitor.exceeded
-    now[0] = 11.0  # the window slides past everything: an empty window recovers
+    now[0] = 4.995 + 10.0 - 1e-9  # the last interval is still in the window, the earlier ones are not
+    assert monitor.check()["requests"] <= 30 and monitor.last["requests"] >= 10
+    now[0] = 16.0  # the window slides past everything: an empty window recovers
     assert monitor.check()["requests"] == 0 and not monitor.exceeded
 
 
