@@ -485,6 +485,7 @@ def test_deadline_refusal_fires_the_alert_and_recovery_clears_it(mlp_bytes: byte
     assert logged[0] == exceeded[0]  # the structured log line is the hook's record
     assert parse_metrics(client.get("/metrics").text)["tgnb_alert_active"][""] == 1
     assert parse_metrics(client.get("/metrics").text)["tgnb_rejections_total"]["deadline"] == 6
+    wait_for(lambda: len(requests) >= 8, "the on_request hook")  # (it runs once each answer has gone out)
     assert [q["status"] for q in requests[:8]] == [200] + [503] * 6 + [200]
     # recovery: the model is fast again; an idle server probes, the estimate drops, the window clears
     sess.delay = 0.0
@@ -810,8 +811,10 @@ def test_no_batching_mode_and_hooks(mlp_bytes: bytes, serving: Any) -> None:
     r = client.post("/v1/predict", content=npy(x), headers={"content-type": NPY})
     assert np.load(io.BytesIO(r.content)).tobytes() == load(mlp_bytes).run(x)["output"].tobytes()
     assert [b["samples"] for b in batches] == [3] and batches[0]["requests"] == 1
+    wait_for(lambda: requests, "the on_request hook")  # (it runs once the answer has gone out)
     assert requests[0]["status"] == 200 and requests[0]["samples"] == 3 and requests[0]["latency_s"] > 0
     assert client.post("/v1/predict", json={"inputs": [[1]]}).status_code == 400
+    wait_for(lambda: len(requests) == 2, "the on_request hook")
     assert requests[1]["status"] == 400 and requests[1]["reason"] == "invalid"
     assert repr(server) == f"Server(<bytes> v1, {server.url}, max_batch=8, no batching, running)"
 
