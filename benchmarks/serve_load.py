@@ -1,6 +1,7 @@
 """Serving under load: ``tinygrad-nb serve`` without batching (the baseline), with opportunistic batching (on the
 event loop, ``--batch-thread off``; in a thread of its own, ``--batch-thread on``, the default on two or more cores;
-with ``--split-batches``) and with a fixed 2 ms wait, for a small MLP and a wider one (784-1024-1024-10), at 1 and 32 concurrent clients; then, for the wider
+the thread again with ``--batch-sizes any`` instead of the default preferred sizes, powers of two; with
+``--split-batches``) and with a fixed 2 ms wait, for a small MLP and a wider one (784-1024-1024-10), at 1 and 32 concurrent clients; then, for the wider
 model, each runner's saturation rate followed at once by an open-loop load at 80% of it, against the latency budget;
 RSS before and after.
 
@@ -58,6 +59,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # each runner named explicitly: the server's default (--batch-thread auto) is the thread on a machine with two cores
 LOOP = ["--batch-thread", "off"]
 MODES = {"no batching": ["--no-batching"], "opportunistic": LOOP, "opport. thread": ["--batch-thread", "on"],
+         "thread any size": ["--batch-thread", "on", "--batch-sizes", "any"],
          "opport. split": ["--split-batches", *LOOP], "wait 2 ms": ["--max-wait-ms", "2", *LOOP]}
 BEFORE = " (before)"  # the modes run from --compare-src
 

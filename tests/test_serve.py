@@ -8,6 +8,7 @@ are gated by events, and loops are bounded."""
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import io
 import json
@@ -41,7 +42,7 @@ import tinygrad_nb as tg  # noqa: E402
 from tinygrad_nb import nn  # noqa: E402
 from tinygrad_nb.export import onnx as export_onnx  # noqa: E402
 from tinygrad_nb.runtime import load  # noqa: E402
-from tinygrad_nb.serve import MemoryLimitError, Server, parse_bytes, parse_metrics  # noqa: E402
+from tinygrad_nb.serve import BatchTimer, MemoryLimitError, Server, parse_bytes, parse_metrics  # noqa: E402
 from tinygrad_nb.serve import cli as serve_cli  # noqa: E402
 
 NPY, ST = "application/x-npy", "application/x-safetensors"
@@ -260,10 +261,18 @@ def not_alone(server: Server) -> Iterator[None]:
         sock.close()
 
 
-def test_batches_form_under_concurrency_and_count_samples(mlp_bytes: bytes, serving: Any) -> None:
+# 7 requests of 3 samples queued behind a first one, max_batch 16. "any": the limit counts samples: 5 requests (15
+# samples; a 6th would make 18 > 16), then the other 2 (6). "pow2": 16 of the 21 queued samples at most (15), then
+# of the 6 left 4 at most (one request), then the last one.
+SIZES_AFTER_THE_GATE = {"any": [3, 15, 6], "pow2": [3, 15, 3, 3]}
+
+
+@pytest.mark.parametrize("batch_sizes", ["any", "pow2"])
+def test_batches_form_under_concurrency_and_count_samples(mlp_bytes: bytes, serving: Any, batch_sizes: str) -> None:
     sess = Gated(load_model_from(mlp_bytes))
     batches: list[dict[str, Any]] = []
-    server, client = serving(sess, max_batch=16, on_batch=batches.append, latency_budget_ms=None, batch_thread=True)
+    server, client = serving(sess, max_batch=16, on_batch=batches.append, latency_budget_ms=None, batch_thread=True,
+                             batch_sizes=batch_sizes)
     with not_alone(server):
         sess.sizes.clear()
         sess.gate.clear()
@@ -277,9 +286,9 @@ def test_batches_form_under_concurrency_and_count_samples(mlp_bytes: bytes, serv
         sess.gate.set()
         for t in threads:
             t.join(30)
-    # the batch limit counts samples: 3, then 5 requests (15 samples; a 6th would make 18 > 16), then 2 (6)
-    assert sess.sizes == [3, 15, 6]
-    assert [b["samples"] for b in batches] == [3, 15, 6] and [b["requests"] for b in batches] == [1, 5, 2]
+    assert sess.sizes == SIZES_AFTER_THE_GATE[batch_sizes]
+    assert [b["samples"] for b in batches] == sess.sizes and [b["requests"] for b in batches] == [n // 3
+                                                                                                  for n in sess.sizes]
     reference = load(mlp_bytes)
     for k in range(8):
         assert results[k].status_code == 200
@@ -309,10 +318,11 @@ def predict_request(body: bytes) -> bytes:
             ).encode() + body
 
 
-def test_batches_form_on_the_event_loop_too(mlp_bytes: bytes, serving: Any) -> None:
-    """The default runner batches on the event loop: what arrived while a batch ran forms the next batch."""
+@pytest.mark.parametrize("batch_sizes", ["any", "pow2"])
+def test_batches_form_on_the_event_loop_too(mlp_bytes: bytes, serving: Any, batch_sizes: str) -> None:
+    """The event-loop runner batches too: what arrived while a batch ran forms the next batch."""
     sess = Gated(load_model_from(mlp_bytes))
-    server, client = serving(sess, max_batch=16, latency_budget_ms=None, batch_thread=False)
+    server, client = serving(sess, max_batch=16, latency_budget_ms=None, batch_thread=False, batch_sizes=batch_sizes)
     sess.sizes.clear()
     socks = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(7)]
     try:
@@ -332,7 +342,7 @@ def test_batches_form_on_the_event_loop_too(mlp_bytes: bytes, serving: Any) -> N
     finally:
         for s in socks:
             s.close()
-    assert sess.sizes == [3, 15, 6]
+    assert sess.sizes == SIZES_AFTER_THE_GATE[batch_sizes]
     reference = load(mlp_bytes)
     for k, (status, body) in answers.items():
         assert status == 200
@@ -427,7 +437,8 @@ def test_fixed_wait_fills_the_batch(mlp_bytes: bytes, serving: Any, batch_thread
 def test_a_bad_item_fails_only_its_own_request(serving: Any) -> None:
     data = two_io_model()
     sess = Gated(load(data))
-    server, client = serving(sess, max_batch=16, latency_budget_ms=None, batch_thread=True)  # (gate: no model time)
+    # (the gate: no model time; "any": the three queued requests run as one batch)
+    server, client = serving(sess, max_batch=16, latency_budget_ms=None, batch_thread=True, batch_sizes="any")
     with not_alone(server):
         sess.sizes.clear()
         sess.gate.clear()
@@ -854,7 +865,7 @@ def test_plan_chunks_splits_only_when_cheaper() -> None:
 
 def test_a_split_batch_answers_each_request_with_its_rows(mlp_bytes: bytes, serving: Any) -> None:
     sess = Gated(load_model_from(mlp_bytes))
-    server, client = serving(sess, max_batch=16, latency_budget_ms=None, batch_thread=True)
+    server, client = serving(sess, max_batch=16, latency_budget_ms=None, batch_thread=True, batch_sizes="any")
     server.batcher.chunks = [()] + [(1,) * k for k in range(1, 17)]  # every batch as calls of one sample
     with not_alone(server):
         sess.sizes.clear()
@@ -1067,6 +1078,36 @@ def test_the_default_runner_is_a_thread_with_a_second_core(mlp_bytes: bytes, mon
     finally:
         for s in servers:
             s._socket.close()
+
+
+def test_preferred_sizes_take_the_largest_power_of_two_queued() -> None:
+    """_select with batch_sizes="pow2": the largest power of two of the samples queued, in whole requests, at
+    least the first request, max_batch when that many are queued (even if it is not a power of two)."""
+    from tinygrad_nb.serve.batcher import Batcher
+
+    class Queued:
+        def __init__(self, n: int, key: Any = (4,)):
+            self.n, self.key = n, key
+
+    def batches(sizes: list[int], max_batch: int, batch_sizes: str = "pow2") -> list[list[int]]:
+        b = Batcher.__new__(Batcher)  # only what _select reads
+        b.max_batch, b.preferred_sizes = max_batch, batch_sizes == "pow2"
+        b.queue = collections.deque(Queued(n) for n in sizes)
+        b.queued_samples, b.clock, b.timer = sum(sizes), time.perf_counter, BatchTimer()
+        taken = []
+        while b.queue:
+            taken.append([item.n for item in b._select()])
+        assert b.queued_samples == 0
+        return taken
+
+    assert batches([1] * 19, 64) == [[1] * 16, [1] * 2, [1]]
+    assert batches([1] * 19, 64, "any") == [[1] * 19]
+    assert batches([3, 3, 3], 64) == [[3, 3], [3]]  # 9 queued: at most 8
+    assert batches([5], 64) == [[5]]  # 5 queued: more than 4, but a request is never split
+    assert batches([1] * 60, 50) == [[1] * 50, [1] * 8, [1] * 2]  # max_batch itself is a preferred size
+    assert batches([2] * 4, 8) == [[2] * 4]
+    with pytest.raises(ValueError, match=r"batch_sizes must be one of \('pow2', 'any'\), got 'all'"):
+        Server(load_model_from(two_io_model()), port=0, batch_sizes="all")
 
 
 def test_batch_thread_option_on_the_command_line() -> None:

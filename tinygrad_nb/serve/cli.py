@@ -27,6 +27,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="on: run batches on a thread of their own (overlaps the model with HTTP parsing on a "
                              "second core); off: on the event loop; auto (default): the thread when this process may "
                              "use two or more cores and --reuse-port is not set")
+    parser.add_argument("--batch-sizes", default="pow2", choices=("pow2", "any"),
+                        help="pow2 (default): a batch takes the largest power of two of the samples queued (or "
+                             "--max-batch) and leaves the rest for the next call; any: all that is queued")
     parser.add_argument("--split-batches", action="store_true",
                         help="time every batch size at startup and run a batch as the calls that were cheapest then "
                              "(how a batch is computed then depends on those timings: not reproducible across runs)")
@@ -61,7 +64,7 @@ def main(args: argparse.Namespace) -> int:
         sess = load(args.model, max_batch=args.max_batch)
         server = Server(sess, host=args.host, port=args.port, max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
                         batching=not args.no_batching, batch_thread={"auto": None, "on": True, "off": False}[args.batch_thread],
-                        split_batches=args.split_batches,
+                        split_batches=args.split_batches, batch_sizes=args.batch_sizes,
                         latency_budget_ms=args.latency_budget_ms,
                         memory_limit=args.memory_limit, max_queue=args.max_queue, token=args.token,
                         max_body_bytes=args.max_body_bytes, name=args.name, version=args.model_version,

@@ -25,7 +25,7 @@ import numpy as np
 
 from . import memory
 from .alerts import AlertMonitor, Hook
-from .batcher import Batcher, BatchTimer, LoopBatcher, plan_chunks
+from .batcher import BATCH_SIZES, Batcher, BatchTimer, LoopBatcher, plan_chunks
 from .codec import InputChecker, RequestError
 from .metrics import Metrics
 
@@ -58,6 +58,9 @@ class Server:
             were cheapest then (batcher.plan_chunks): how a batch is cut into model calls then depends on timings
             taken once at startup on a machine that may have been busy, so two runs of one server may compute the
             same batch differently (and so round differently). False (the default): always one call per batch.
+        batch_sizes: "pow2" (the default): a batch takes the largest power of two of the samples queued (or
+            max_batch), leaving the rest for the next call: fastest per sample in BLAS, and the event loop keeps
+            answering and parsing while the model runs (batcher's "Preferred sizes"). "any": all that is queued.
         batch_thread: True: batches run on a thread of their own (batcher.Batcher), so the model's BLAS calls
             (which release the GIL) overlap the event loop's HTTP parsing on a second core. False: batches run on
             the event loop (batcher.LoopBatcher): HTTP and the model take turns on one core, and nothing waits for
@@ -79,7 +82,7 @@ class Server:
 
     def __init__(self, session: Any, *, host: str = "127.0.0.1", port: int = 8000, max_batch: int = 64,
                  max_wait_ms: float = 0.0, batching: bool = True, batch_thread: bool | None = None,
-                 split_batches: bool = False, latency_budget_ms: float | None = 50.0,
+                 split_batches: bool = False, batch_sizes: str = "pow2", latency_budget_ms: float | None = 50.0,
                  memory_limit: int | str | None = None, max_queue: int | None = None, token: str | None = None,
                  max_body_bytes: int | None = None, body_timeout_s: float = 10.0, alert_window_s: float = 10.0,
                  rejection_threshold: float = 0.05, alert_min_requests: int = 20,
@@ -91,6 +94,8 @@ class Server:
         if max_batch > session.max_batch:
             raise ValueError(f"max_batch {max_batch} is larger than the session's max_batch {session.max_batch} "
                              f"(load it with tg.runtime.load(path, max_batch={max_batch}))")
+        if batch_sizes not in BATCH_SIZES:
+            raise ValueError(f"batch_sizes must be one of {BATCH_SIZES}, got {batch_sizes!r}")
         if max_wait_ms < 0 or (latency_budget_ms is not None and latency_budget_ms <= 0):
             raise ValueError("max_wait_ms must be >= 0 and latency_budget_ms > 0 (or None)")
         fixed = [s.name for s, batched in zip(session.inputs, session.batched) if not batched]
@@ -139,7 +144,7 @@ class Server:
         runner = Batcher if self.batch_thread else LoopBatcher
         self.batcher = runner(session, max_batch=self.max_batch, max_wait_s=self.max_wait_s,
                               max_queue_samples=self.max_queue, metrics=self.metrics, timer=self.timer,
-                              on_batch=on_batch) if batching else None
+                              on_batch=on_batch, batch_sizes=batch_sizes) if batching else None
         self.call_seconds: list[float] = []  # [0, seconds of a call of 1 sample, of 2, ...] when splitting
         if self.batcher is not None and split_batches:
             self.call_seconds = self._time_calls()
