@@ -15,7 +15,7 @@ model calls' time per request, the load generator's own CPU per request, and the
 Each server is a separate process (``python -m tinygrad_nb.cli serve``, BLAS on one thread, binary .npy bodies of one
 sample). The load generator is raw asyncio streams (on uvloop when installed) on loopback with keep-alive
 connections and pre-built requests (an HTTP client library would measure itself). Configurations are measured in
-interleaved rounds so machine noise hits all alike; the table gives medians over rounds of each round's p50/p99
+interleaved rounds, each round on fresh server processes, so machine noise hits all alike; the table gives medians over rounds of each round's p50/p99
 latency and throughput (answers with status 200 per second), and the server process's CPU time per request (user +
 system, from /proc): on a shared machine wall-clock throughput measures the neighbours as much as the server, while
 CPU per request is what one dedicated core would sustain (``cpu vs none`` > 1: cheaper than no batching).
@@ -242,13 +242,18 @@ def main() -> None:
             modes["thread" + BEFORE] = (["--batch-thread"], args.compare_src.resolve())
     servers: dict[tuple[str, str], tuple[subprocess.Popen, str, int]] = {}
     try:
+        paths = {}
         for name, (model, width) in models.items():
-            path = tmp / (name.split()[0] + ".onnx")
-            export(model, width, path)
-            for mode, (extra, src) in modes.items() if not args.open_loop_only else ():
-                servers[(name, mode)] = start_server(path, extra, 10_000, src)  # no refusals: measuring capacity
+            paths[name] = tmp / (name.split()[0] + ".onnx")
+            export(model, width, paths[name])
         samples: dict[tuple[str, str, int], list[dict[str, float]]] = {}
         for r in range(0 if args.open_loop_only else args.rounds):
+            # fresh server processes every round: a process keeps where the scheduler first put it (which core,
+            # beside which of the generator's), and that moved one server's 1-client p50 against another's by up to
+            # 0.1 ms in every round of a run; across rounds it averages out
+            for name in models:
+                for mode, (extra, src) in modes.items():
+                    servers[(name, mode)] = start_server(paths[name], extra, 10_000, src)  # no refusals: capacity
             for (name, mode), (proc, url, port) in servers.items():
                 for clients in [int(c) for c in args.clients.split(",")]:
                     request = request_bytes(models[name][1], 0)
@@ -267,6 +272,8 @@ def main() -> None:
                                        - before["tgnb_batch_seconds_sum"][""]) / n  # model seconds per request
                     result["load"] = os.getloadavg()[0]
                     samples.setdefault((name, mode, clients), []).append(result)
+            for key in list(servers):
+                stop_server(servers.pop(key)[0])
             print(f"round {r + 1}/{args.rounds} done, load average {os.getloadavg()[0]:.2f}", file=sys.stderr)
         fields = ("p50", "p99", "rps", "cpu", "gen", "batch", "model", "load")
         if args.open_loop_only:
@@ -312,9 +319,6 @@ def main() -> None:
                             f"{med[(name, before, c)]['cpu'] * 1e6:.0f} -> {med[(name, now, c)]['cpu'] * 1e6:.0f} us, "
                             f"{med[(name, before, c)]['rps']:.0f} -> {med[(name, now, c)]['rps']:.0f} req/s "
                             f"({c} client{'s' if c > 1 else ''})" for c in (1, 32)) + f" (before: {args.compare_src})")
-        for key in list(servers):
-            servers.pop(key)[0].terminate()
-
         if args.no_open_loop:
             return
         # each runner on the wider model: its saturation rate, then 80% of it (open loop), against the budget
@@ -362,11 +366,15 @@ def main() -> None:
               f"(planned {metrics(url)['tgnb_planned_memory_bytes'][''] / 2**20:.1f} MiB)")
     finally:
         for proc, _, _ in servers.values():
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_server(proc)
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
 
 
 if __name__ == "__main__":
