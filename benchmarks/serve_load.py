@@ -327,7 +327,9 @@ def main() -> None:
         runners = [m for m in ("no batching", "opportunistic", "opport. thread", "opport. split") if m in modes]
         for mode in runners:
             servers[(name, mode)] = start_server(tmp / "wide.onnx", MODES[mode], args.budget_ms)
-        watched = next(m for m in runners if m != "no batching") if len(runners) > 1 else runners[0]  # its RSS
+        # whose RSS is followed: the default runner on two cores when it runs, else the first batching one
+        watched = ("opport. thread" if "opport. thread" in runners
+                   else next((m for m in runners if m != "no batching"), runners[0]))
         rss: list[float] = []
         loaded: dict[str, list[dict[str, float]]] = {}
         for _ in range(args.rounds):
