@@ -135,7 +135,9 @@ class GuardedValue(Value):
 
 
 def guarded_backward(root: Value) -> None:
-    """:func:`backward` plus the observer seam and the version check per node."""
+    """:func:`backward` plus the observer seam and the version check per node. (Its loop is written out again, as
+    ``GuardedValue._record`` repeats ``Value._record``: a flag or a shared helper would add a branch or a call to
+    the minimal line, whose whole point is to pay for nothing else.)"""
     quiet = _silence(_QUIET)
     grads = {root: np.ones_like(root.data)}
     ready = [(-root.node.seq, id(root), root)]
