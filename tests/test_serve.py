@@ -906,20 +906,21 @@ def test_alert_p99_is_the_window_percentile() -> None:
     from tinygrad_nb.serve import AlertMonitor
 
     now = [0.0]
-    monitor = AlertMonitor(0.05, window_s=10.0, min_requests=1, check_every_s=0.1, clock=lambda: now[0])
+    monitor = AlertMonitor(0.05, window_s=10.0, min_requests=1, check_every_s=1.0, clock=lambda: now[0])
     rng = np.random.default_rng(0)
     values = rng.uniform(0, 0.1, 1000)
-    for i, v in enumerate(values):  # over 5 s: the window's requests lie in many check intervals
-        now[0] = i * 0.005
+    for i, v in enumerate(values):  # 200 a second for 5 s (i / 200 is exact): checks at requests 0, 200, ..., 800
+        now[0] = i / 200
         monitor.record(float(v), refused=False)
     for _ in range(10):
         monitor.record(0.0, refused=True)
-    last = monitor.check()
+    last = monitor.check()  # closes the last interval: requests 801-999 and the 10 refused
     assert last["p99_ms"] == round(float(np.sort(values)[990]) * 1e3, 3)  # sorted index int(0.99 n) of the answered
     assert last["requests"] == 1010 and last["rejection_rate"] == round(10 / 1010, 4)
     assert monitor.exceeded
-    now[0] = 4.995 + 10.0 - 1e-9  # the last interval is still in the window, the earlier ones are not
-    assert monitor.check()["requests"] <= 30 and monitor.last["requests"] >= 10
+    now[0] = 14.5  # the window is [4.5, 14.5]: the interval closed at 4.995 is in it, the one closed at 4.0 is not
+    last = monitor.check()
+    assert last["requests"] == 199 + 10 and last["p99_ms"] == round(float(np.sort(values[801:])[197]) * 1e3, 3)
     now[0] = 16.0  # the window slides past everything: an empty window recovers
     assert monitor.check()["requests"] == 0 and not monitor.exceeded
 
