@@ -261,6 +261,27 @@ def not_alone(server: Server) -> Iterator[None]:
         sock.close()
 
 
+def hold_first_then_queue(server: Server, sess: Any, bodies: list[bytes], samples: int,
+                          headers: dict[str, str] | None = None) -> dict[int, Any]:
+    """Send ``bodies[0]`` and hold it inside the gated model; send the others one at a time, each queued (``samples``
+    samples apiece) before the next, so the queue's order is the list's; then open the gate. The responses, by
+    index. Another request is held in the server meanwhile (``not_alone``), so none of them runs at once."""
+    with not_alone(server):
+        sess.sizes.clear()
+        sess.gate.clear()
+        sess.entered.clear()
+        results: dict[int, Any] = {}
+        threads = [post_in_thread(server.url, bodies[0], results, 0, headers)]
+        assert sess.entered.wait(30)  # request 0 is in the model (held there by the gate)
+        for k in range(1, len(bodies)):
+            threads.append(post_in_thread(server.url, bodies[k], results, k, headers))
+            wait_for(lambda k=k: server.batcher.queued_samples == k * samples, f"request {k} queued")
+        sess.gate.set()
+        for t in threads:
+            t.join(30)
+    return results
+
+
 # 7 requests of 3 samples queued behind a first one, max_batch 16. "any": the limit counts samples: 5 requests (15
 # samples; a 6th would make 18 > 16), then the other 2 (6). "pow2": 16 of the 21 queued samples at most (15), then
 # of the 6 left 4 at most (one request), then the last one.
@@ -273,19 +294,8 @@ def test_batches_form_under_concurrency_and_count_samples(mlp_bytes: bytes, serv
     batches: list[dict[str, Any]] = []
     server, client = serving(sess, max_batch=16, on_batch=batches.append, latency_budget_ms=None, batch_thread=True,
                              batch_sizes=batch_sizes)
-    with not_alone(server):
-        sess.sizes.clear()
-        sess.gate.clear()
-        sess.entered.clear()
-        inputs = {k: rows(3, seed=k) for k in range(8)}
-        results: dict[int, Any] = {}
-        threads = [post_in_thread(server.url, npy(inputs[0]), results, 0)]
-        assert sess.entered.wait(30)  # request 0 is in the model (held there by the gate)
-        threads += [post_in_thread(server.url, npy(inputs[k]), results, k) for k in range(1, 8)]
-        wait_for(lambda: server.batcher.queued_samples == 21, "7 queued requests")
-        sess.gate.set()
-        for t in threads:
-            t.join(30)
+    inputs = {k: rows(3, seed=k) for k in range(8)}
+    results = hold_first_then_queue(server, sess, [npy(inputs[k]) for k in range(8)], samples=3)
     assert sess.sizes == SIZES_AFTER_THE_GATE[batch_sizes]
     assert [b["samples"] for b in batches] == sess.sizes and [b["requests"] for b in batches] == [n // 3
                                                                                                   for n in sess.sizes]
@@ -439,22 +449,11 @@ def test_a_bad_item_fails_only_its_own_request(serving: Any) -> None:
     sess = Gated(load(data))
     # (the gate: no model time; "any": the three queued requests run as one batch)
     server, client = serving(sess, max_batch=16, latency_budget_ms=None, batch_thread=True, batch_sizes="any")
-    with not_alone(server):
-        sess.sizes.clear()
-        sess.gate.clear()
-        sess.entered.clear()
-        x = rows(2, width=4)
-        good = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int64)
-        bad = np.array([[1, 2, 3], [4, 12, 6]], dtype=np.int64)  # 12 is out of range for the 10-row table
-        results: dict[int, Any] = {}
-        threads = [post_in_thread(server.url, st_save({"x": x, "idx": good}), results, 0, {"content-type": ST})]
-        assert sess.entered.wait(30)
-        for k, idx in ((1, good), (2, bad), (3, good)):
-            threads.append(post_in_thread(server.url, st_save({"x": x, "idx": idx}), results, k, {"content-type": ST}))
-            wait_for(lambda k=k: server.batcher.queued_samples == 2 * k, f"request {k} queued")
-        sess.gate.set()
-        for t in threads:
-            t.join(30)
+    x = rows(2, width=4)
+    good = np.array([[1, 2, 3], [4, 5, 6]], dtype=np.int64)
+    bad = np.array([[1, 2, 3], [4, 12, 6]], dtype=np.int64)  # 12 is out of range for the 10-row table
+    results = hold_first_then_queue(server, sess, [st_save({"x": x, "idx": idx}) for idx in (good, good, bad, good)],
+                                    samples=2, headers={"content-type": ST})
     assert sess.sizes[:2] == [2, 6]  # the three queued requests ran as one batch first, which failed
     want = load(data).run({"x": x, "idx": good})
     for k in (0, 1, 3):
@@ -867,19 +866,8 @@ def test_a_split_batch_answers_each_request_with_its_rows(mlp_bytes: bytes, serv
     sess = Gated(load_model_from(mlp_bytes))
     server, client = serving(sess, max_batch=16, latency_budget_ms=None, batch_thread=True, batch_sizes="any")
     server.batcher.chunks = [()] + [(1,) * k for k in range(1, 17)]  # every batch as calls of one sample
-    with not_alone(server):
-        sess.sizes.clear()
-        sess.gate.clear()
-        sess.entered.clear()
-        inputs = {k: rows(3, seed=k) for k in range(4)}
-        results: dict[int, Any] = {}
-        threads = [post_in_thread(server.url, npy(inputs[0]), results, 0)]
-        assert sess.entered.wait(30)
-        threads += [post_in_thread(server.url, npy(inputs[k]), results, k) for k in range(1, 4)]
-        wait_for(lambda: server.batcher.queued_samples == 9, "3 queued requests")
-        sess.gate.set()
-        for t in threads:
-            t.join(30)
+    inputs = {k: rows(3, seed=k) for k in range(4)}
+    results = hold_first_then_queue(server, sess, [npy(inputs[k]) for k in range(4)], samples=3)
     assert sess.sizes == [1] * 12 and server.metrics.batch_size.count == 2  # 2 batches (3 and 9), 12 calls
     reference = load(mlp_bytes)
     for k in range(4):
