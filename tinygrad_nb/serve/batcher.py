@@ -176,9 +176,7 @@ class Batcher:
                  metrics: Metrics, timer: BatchTimer, on_batch: Callable[[dict[str, Any]], Any] | None = None,
                  clock: Callable[[], float] = time.perf_counter, calibration: Calibration | None = None,
                  batch_sizes: str = "pow2"):
-        if batch_sizes not in BATCH_SIZES:
-            raise ValueError(f"batch_sizes must be one of {BATCH_SIZES}, got {batch_sizes!r}")
-        self.preferred_sizes = batch_sizes == "pow2"
+        self.preferred_sizes = batch_sizes == "pow2"  # (Server checked it is one of BATCH_SIZES)
         self.session, self.max_batch, self.max_wait_s = session, max_batch, max_wait_s
         self.max_queue_samples, self.metrics, self.timer, self.on_batch = max_queue_samples, metrics, timer, on_batch
         self.clock = clock
