@@ -1099,6 +1099,13 @@ def test_preferred_sizes_take_the_largest_power_of_two_queued() -> None:
         Server(load_model_from(two_io_model()), port=0, batch_sizes="all")
 
 
+def test_batch_sizes_option_on_the_command_line() -> None:
+    assert [_parse(["m.onnx", *extra]).batch_sizes for extra in ([], ["--batch-sizes", "any"],
+                                                                  ["--batch-sizes", "pow2"])] == ["pow2", "any", "pow2"]
+    with pytest.raises(SystemExit):
+        _parse(["m.onnx", "--batch-sizes", "all"])
+
+
 def test_batch_thread_option_on_the_command_line() -> None:
     assert [_parse(["m.onnx", *extra]).batch_thread for extra in ([], ["--batch-thread"], ["--batch-thread", "on"],
                                                                   ["--batch-thread", "off"])] == ["auto", "on", "on",
