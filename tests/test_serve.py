@@ -1099,6 +1099,29 @@ def test_preferred_sizes_take_the_largest_power_of_two_queued() -> None:
         Server(load_model_from(two_io_model()), port=0, batch_sizes="all")
 
 
+def test_admission_estimate_counts_one_call_per_preferred_size() -> None:
+    """The backlog estimate follows the batch-size policy: with "pow2" the rest after full batches runs as one call
+    per power of two in it, each paying the fixed cost; with "any" as one call."""
+    from tinygrad_nb.serve.batcher import Batcher
+
+    timer = BatchTimer()
+    for samples in (1, 8, 32, 1, 8, 32):  # exactly t(n) = 1 ms + 0.1 ms * n
+        timer.add(samples, 1e-3 + 1e-4 * samples)
+
+    def backlog_ms(samples: int, batch_sizes: str, max_batch: int = 64) -> float:
+        b = Batcher.__new__(Batcher)  # only what _backlog_seconds reads
+        b.max_batch, b.preferred_sizes, b.timer = max_batch, batch_sizes == "pow2", timer
+        b.running_since, b.max_wait_s = 0.0, 0.0
+        return b._backlog_seconds(samples, now=0.0) * 1e3
+
+    assert backlog_ms(19, "pow2") == pytest.approx(3 * 1.0 + 19 * 0.1)  # 16, 2, 1
+    assert backlog_ms(19, "any") == pytest.approx(1.0 + 19 * 0.1)
+    assert backlog_ms(16, "pow2") == pytest.approx(1.0 + 16 * 0.1)
+    assert backlog_ms(1, "pow2") == pytest.approx(1.0 + 0.1)
+    assert backlog_ms(150, "pow2") == pytest.approx(2 * (1.0 + 6.4) + 3 * 1.0 + 22 * 0.1)  # 64, 64, then 16, 4, 2
+    assert backlog_ms(50, "pow2", max_batch=50) == pytest.approx(1.0 + 5.0)  # max_batch itself is a preferred size
+
+
 def test_batch_sizes_option_on_the_command_line() -> None:
     assert [_parse(["m.onnx", *extra]).batch_sizes for extra in ([], ["--batch-sizes", "any"],
                                                                   ["--batch-sizes", "pow2"])] == ["pow2", "any", "pow2"]

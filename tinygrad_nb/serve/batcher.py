@@ -15,8 +15,8 @@ Requests arrive on the event loop, already decoded and checked (:mod:`.codec`), 
 * **Fixed wait** (``max_wait_s > 0``): the thread waits up to ``max_wait_s`` after the oldest queued request for the
   batch to fill (trading idle latency for larger batches).
 * **Admission** (:meth:`Batcher.submit`): a request is refused with 503 when the queue holds ``max_queue_samples``
-  samples, or when the estimated time to finish it (what runs now, the queue ahead of it in full batches, its own
-  batch) would pass its deadline. The estimate ``t(n) = a + b n`` comes from recent batches (:class:`BatchTimer`).
+  samples, or when the estimated time to finish it (what runs now, the queue ahead of it in full batches, then the
+  rest, with ``"pow2"`` as one call per power of two in it) would pass its deadline. The estimate ``t(n) = a + b n`` comes from recent batches (:class:`BatchTimer`).
   It counts model time only, while a request also waits for everything else the process does meanwhile: on the
   event loop, parsing and answering every other request of the batches ahead (often more than the model itself),
   and on a shared machine, waiting for a CPU. So the estimate is scaled by :class:`Calibration`, a running 90th
@@ -272,12 +272,16 @@ class Batcher:
 
     def _backlog_seconds(self, samples: int, now: float) -> float:
         """Estimated seconds until ``samples`` queued samples are answered: the batch running now, then full
-        batches, then the rest (plus the fixed wait, when there is one). With preferred sizes the rest may run as
-        a few calls of powers of two; the calibration factor absorbs their extra fixed costs."""
+        batches, then the rest (plus the fixed wait, when there is one). With preferred sizes the rest runs as one
+        call per power of two in it (19 samples: 16, 2, 1), each paying the model's fixed cost."""
         est = self.timer.estimate
         left = max(self.running_estimate - (now - self.running_since), 0.0) if self.running_since else 0.0
         full, rest = divmod(samples, self.max_batch)
-        return left + full * est(self.max_batch) + (est(rest) if rest else 0.0) + self.max_wait_s
+        if self.preferred_sizes and rest.bit_count() > 1:
+            rest_seconds = sum(est(1 << bit) for bit in range(rest.bit_length()) if rest >> bit & 1)
+        else:
+            rest_seconds = est(rest) if rest else 0.0
+        return left + full * est(self.max_batch) + rest_seconds + self.max_wait_s
 
     # -- the thread ------------------------------------------------------------------------------------------------
     def start(self) -> None:
