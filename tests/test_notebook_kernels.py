@@ -33,9 +33,10 @@ def test_nbval_kernels_listen_on_their_own_unix_sockets(tmp_path: Path, monkeypa
     monkeypatch.setattr(nbval_kernel, "KernelManager", nbval_kernel.KernelManager)
     conftest = _load_notebooks_conftest()
     start = lambda _: nbval_kernel.RunningKernel(nbval_kernel.CURRENT_ENV_KERNEL_NAME, cwd=str(tmp_path))
-    with ThreadPoolExecutor(2) as pool:  # two at once, as the two CI passes start theirs
-        kernels = list(pool.map(start, range(2)))
+    kernels = []
     try:
+        with ThreadPoolExecutor(2) as pool:  # two at once, as the two CI passes start theirs
+            kernels = list(pool.map(start, range(2)))
         infos = [kernel.km.get_connection_info() for kernel in kernels]
         for info in infos:
             assert info["transport"] == "ipc"

@@ -16,7 +16,8 @@ Requests arrive on the event loop, already decoded and checked (:mod:`.codec`), 
   batch to fill (trading idle latency for larger batches).
 * **Admission** (:meth:`Batcher.submit`): a request is refused with 503 when the queue holds ``max_queue_samples``
   samples, or when the estimated time to finish it (what runs now, the queue ahead of it in full batches, then the
-  rest, with ``"pow2"`` as one call per power of two in it) would pass its deadline. The estimate ``t(n) = a + b n`` comes from recent batches (:class:`BatchTimer`).
+  rest, with ``"pow2"`` as one call per power of two in it) would pass its deadline. The estimate
+  ``t(n) = a + b n`` comes from recent batches (:class:`BatchTimer`).
   It counts model time only, while a request also waits for everything else the process does meanwhile: on the
   event loop, parsing and answering every other request of the batches ahead (often more than the model itself),
   and on a shared machine, waiting for a CPU. So the estimate is scaled by :class:`Calibration`, a running 90th
