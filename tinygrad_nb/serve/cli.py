@@ -14,6 +14,8 @@ import time
 import urllib.request
 from typing import Any
 
+from .batcher import BATCH_SIZES
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("model", nargs="?", help="an ONNX file (not with --stats)")
@@ -27,7 +29,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="on: run batches on a thread of their own (overlaps the model with HTTP parsing on a "
                              "second core); off: on the event loop; auto (default): the thread when this process may "
                              "use two or more cores and --reuse-port is not set")
-    parser.add_argument("--batch-sizes", default="pow2", choices=("pow2", "any"),
+    parser.add_argument("--batch-sizes", default="pow2", choices=BATCH_SIZES,
                         help="pow2 (default): a batch takes the largest power of two of the samples queued (or "
                              "--max-batch) and leaves the rest for the next call; any: all that is queued")
     parser.add_argument("--split-batches", action="store_true",
